@@ -1,0 +1,1 @@
+"""Interpolated attention (pure torch) and the patch callables ComfyUI's ModelPatcher calls."""

@@ -1,0 +1,10 @@
+"""ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
+from . import schedule
+
+_MODULES = (schedule,)
+
+NODE_CLASS_MAPPINGS = {}
+NODE_DISPLAY_NAME_MAPPINGS = {}
+for _module in _MODULES:
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

@@ -1,0 +1,1 @@
+"""Driving denoising: coefficient schedules, noise, the batched sequence sampler, coefficient selection."""
