@@ -1,0 +1,74 @@
+"""Boot a real ComfyUI in the test process, with this pack loaded from custom_nodes.
+
+The host is chosen by aid_harness.host.find_comfyui (COMFYUI_PATH, the enclosing ComfyUI, or
+the pinned 0.3.75). It runs on the CPU with a throw-away --base-directory whose models folder
+links the cached random-weight models. After boot the pack is importable as `aid_pack`.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from aid_harness import host as host_module  # noqa: E402
+
+_STATE = {}
+
+
+def pytest_configure(config):
+    root, how = host_module.find_comfyui()
+    host_module.provision_pinned_comfyui(root) if how.startswith("pinned") else None
+    base = Path(tempfile.mkdtemp(prefix="aid-comfy-base-"))
+    host_module.make_base_directory(base)
+    _STATE["base"] = base
+    _STATE["host"] = host_module.boot_in_process(root, base)
+    config.stash[_HOW] = f"ComfyUI {host_module.comfyui_version(root)} at {root} ({how}); base {base}"
+
+
+_HOW = pytest.StashKey[str]()
+
+
+def pytest_report_header(config):
+    return config.stash.get(_HOW, "")
+
+
+def pytest_unconfigure(config):
+    base = _STATE.get("base")
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """The booted ComfyUI: dict with root, base, nodes, execution, folder_paths, pack."""
+    return _STATE["host"]
+
+
+@pytest.fixture(scope="session")
+def comfy_base(comfy) -> Path:
+    """The --base-directory of the booted host (models/, input/, output/, temp/)."""
+    return comfy["base"]
+
+
+@pytest.fixture(scope="session")
+def link_model(comfy_base):
+    """Link a cached model file or folder into the host's models/<folder>; returns the name ComfyUI lists."""
+
+    def link(folder: str, path: Path) -> str:
+        host_module.make_base_directory(comfy_base, {folder: [Path(path)]})
+        return Path(path).name
+
+    return link
+
+
+@pytest.fixture(scope="session")
+def runner(comfy):
+    """An in-process PromptExecutor runner for API-format prompts."""
+    from aid_harness.runner import InProcessRunner
+
+    return InProcessRunner(comfy)
