@@ -1,7 +1,7 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
-from . import schedule
+from . import apply, conditioning, latent, sampler, schedule
 
-_MODULES = (schedule,)
+_MODULES = (schedule, conditioning, latent, apply, sampler)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

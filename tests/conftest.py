@@ -72,3 +72,23 @@ def runner(comfy):
     from aid_harness.runner import InProcessRunner
 
     return InProcessRunner(comfy)
+
+
+@pytest.fixture(scope="session")
+def sd15_tiny_name(link_model):
+    """File name of the cached tiny random SD1.5 checkpoint, linked into models/checkpoints."""
+    from aid_harness import models
+
+    return link_model("checkpoints", models.ensure_sd15_checkpoint("tiny"))
+
+
+@pytest.fixture(scope="session")
+def sd15_tiny(comfy, sd15_tiny_name):
+    """(MODEL, CLIP, VAE) of the tiny SD1.5 checkpoint, loaded by the core CheckpointLoaderSimple."""
+    return tuple(comfy["nodes"].CheckpointLoaderSimple().load_checkpoint(sd15_tiny_name)[:3])
+
+
+@pytest.fixture(scope="session")
+def encode(comfy):
+    """encode(clip, text) -> CONDITIONING through the core CLIPTextEncode."""
+    return lambda clip, text: comfy["nodes"].CLIPTextEncode().encode(clip, text)[0]

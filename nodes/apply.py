@@ -1,0 +1,85 @@
+"""Apply AID: patch a MODEL clone so a core sampler generates an interpolation sequence."""
+from __future__ import annotations
+
+from ..attention.install import UnsupportedModelError
+from ..attention.interpolation import DEFAULT_MODE, FUSION_STRATEGIES, MODES
+from ..attention.patch import LAYERS
+from ..errors import AIDInputError
+from ..samplers.sequence import InterpolationOptions, patched_model
+from .validation import check_choice, check_percent_range
+
+NODE_NAME = "Apply AID"
+
+
+def interpolation_inputs() -> dict:
+    """The widgets of interpolated attention, shared by Apply AID and AID Sampler."""
+    return {
+        "mode": (list(MODES), {"default": DEFAULT_MODE,
+                               "tooltip": "fused outer (default, best fidelity): each frame attends to its own keys "
+                                          "joined with A's and with B's, outputs mixed by t. fused inner: own keys "
+                                          "joined with lerp(A, B) keys. outer / inner: without the frame's own keys."}),
+        "layers": (list(LAYERS), {"default": LAYERS[0],
+                                  "tooltip": "Which attention to interpolate: self-attention carries layout, "
+                                             "cross-attention carries meaning."}),
+        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                    "tooltip": "Start of interpolated attention, as a fraction of the denoising "
+                                               "schedule."}),
+        "end_percent": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "End of interpolated attention; later steps use plain attention. Equal "
+                                             "to start switches it off (plain text-embedding interpolation)."}),
+    }
+
+
+def fusion_input() -> dict:
+    """The optional widget choosing how fused attention is computed."""
+    return {"fusion": (list(FUSION_STRATEGIES), {
+        "default": "concat",
+        "tooltip": "concat: one attention call over joined key sets, through ComfyUI's attention backend. lse: "
+                   "separate calls merged by log-sum-exp (fewer operations, computed in plain torch)."})}
+
+
+def interpolation_options(node, mode, layers, start_percent, end_percent, fusion) -> InterpolationOptions:
+    """Validate the shared widgets and bundle them."""
+    check_choice(node, "mode", mode, MODES)
+    check_choice(node, "layers", layers, LAYERS)
+    check_choice(node, "fusion", fusion, FUSION_STRATEGIES)
+    check_percent_range(node, start_percent, end_percent)
+    return InterpolationOptions(mode, layers, start_percent, end_percent, fusion)
+
+
+def patch_for_schedule(node, model, coefficients, options):
+    """patched_model with an unsupported model reported as the node's input error."""
+    try:
+        return patched_model(model, coefficients, options, node)
+    except UnsupportedModelError as error:
+        raise AIDInputError(node, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
+
+
+class ApplyAID:
+    """MODEL -> MODEL with interpolated attention for a latent batch laid out by the schedule."""
+
+    DESCRIPTION = ("Attention interpolation (AID) for the core samplers: returns a patched copy of the model (the "
+                   "input model is not changed). Sample it with AID Latent (one latent per frame) and AID "
+                   "Conditioning (one prompt row per frame) from the same schedule; frame 0 and the last frame "
+                   "come out exactly as plain generations of A and B.")
+    CATEGORY = "AID"
+    FUNCTION = "apply"
+    RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The model with interpolated attention between the first and last frame of each batch.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"model": ("MODEL", {}),
+                         "schedule": ("AID_SCHEDULE", {"tooltip": "The same schedule as the latent and prompts."}),
+                         **interpolation_inputs()},
+            "optional": fusion_input(),
+        }
+
+    def apply(self, model, schedule, mode, layers, start_percent, end_percent, fusion="concat"):
+        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion)
+        return (patch_for_schedule(NODE_NAME, model, schedule.coefficients, options),)
+
+
+NODE_CLASS_MAPPINGS = {"ApplyAID": ApplyAID}
+NODE_DISPLAY_NAME_MAPPINGS = {"ApplyAID": NODE_NAME}

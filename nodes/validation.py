@@ -1,0 +1,45 @@
+"""Input checks shared by the AID nodes; each raises AIDInputError naming the node, the input and the fix."""
+from __future__ import annotations
+
+from ..errors import AIDInputError
+
+FAMILY_BY_WIDTH = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner"}
+
+
+def model_context_width(model) -> int | None:
+    """The text-context width the model's cross-attention expects (768 SD1.x, 1024 SD2.x, 2048 SDXL)."""
+    return model.model.model_config.unet_config.get("context_dim")
+
+
+def check_conditioning_for_model(node: str, input_name: str, conditioning, model) -> None:
+    """Stop early when a CONDITIONING was encoded by another model family's CLIP."""
+    if not isinstance(conditioning, list) or not conditioning:
+        raise AIDInputError(node, input_name, "the conditioning is empty.", "connect a CLIP Text Encode output.")
+    expected = model_context_width(model)
+    for context, options in conditioning:
+        width = int(context.shape[-1])
+        if expected is not None and width != expected:
+            raise AIDInputError(
+                node, input_name,
+                f"the prompt was encoded for a {FAMILY_BY_WIDTH.get(width, str(width) + '-wide')} model but the "
+                f"model is {FAMILY_BY_WIDTH.get(expected, str(expected) + '-wide')}.",
+                "encode the prompt with the CLIP output of the same checkpoint as the model.")
+        if getattr(model.model, "adm_channels", None) and "pooled_output" not in options:
+            raise AIDInputError(node, input_name, "this SDXL-family model needs a pooled text output, and the "
+                                "conditioning has none.", "encode the prompt with the checkpoint's own CLIP.")
+
+
+def check_percent_range(node: str, start_percent: float, end_percent: float) -> None:
+    """start <= end, both in [0, 1]; start == end switches interpolation off."""
+    for name, value in (("start_percent", start_percent), ("end_percent", end_percent)):
+        if not 0.0 <= value <= 1.0:
+            raise AIDInputError(node, name, f"{value} is outside 0..1.", "use a fraction of the schedule from 0 to 1.")
+    if start_percent > end_percent:
+        raise AIDInputError(node, "end_percent", f"end ({end_percent}) comes before start ({start_percent}).",
+                            "set end_percent >= start_percent (equal values switch interpolation off).")
+
+
+def check_choice(node: str, input_name: str, value, choices) -> None:
+    """A combo value that is one of `choices` (ComfyUI checks V1 combos, but API callers can bypass the UI)."""
+    if value not in choices:
+        raise AIDInputError(node, input_name, f"'{value}' is not an option.", f"choose one of: {', '.join(choices)}.")

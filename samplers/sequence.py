@@ -1,0 +1,189 @@
+"""The batched sequence sampler: all frames of a sequence in one denoising run, endpoints inside.
+
+Frame f depends only on itself and on the two endpoint trajectories, so a batch
+[A, f_1 .. f_k, B] gives every frame at once (algorithm.md section 3). Long sequences are cut
+into chunks that each hold both endpoints again; the endpoint rows of later chunks repeat
+those of the first and are dropped.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..attention.install import install_interpolation
+from ..attention.interpolation import DEFAULT_MODE
+from ..attention.patch import InterpolationSettings
+from .conditioning import select_frames
+from .noise import slerp
+
+# Stochastic samplers whose default step noise is a Brownian tree, with its `cpu` flag.
+BROWNIAN_SAMPLERS = {
+    "dpmpp_sde": True, "dpmpp_2m_sde": True, "dpmpp_2m_sde_heun": True, "dpmpp_3m_sde": True,
+    "dpmpp_sde_gpu": False, "dpmpp_2m_sde_gpu": False, "dpmpp_2m_sde_heun_gpu": False, "dpmpp_3m_sde_gpu": False,
+}
+
+
+@dataclass(frozen=True)
+class InterpolationOptions:
+    """User settings of interpolated attention, shared by Apply AID and AID Sampler."""
+
+    mode: str = DEFAULT_MODE
+    layers: str = "self and cross"
+    start_percent: float = 0.0
+    end_percent: float = 0.5
+    fusion: str = "concat"
+
+
+def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str) -> InterpolationSettings:
+    """Turn percents of the schedule into the sigma range the patch compares against."""
+    model_sampling = model.get_model_object("model_sampling")
+    return InterpolationSettings(
+        coefficients=tuple(coefficients), mode=options.mode,
+        sigma_start=float(model_sampling.percent_to_sigma(options.start_percent)),
+        sigma_end=float(model_sampling.percent_to_sigma(options.end_percent)),
+        active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name)
+
+
+def patched_model(model, coefficients, options: InterpolationOptions, node_name: str):
+    """A clone of `model` with interpolation patches for a batch of frames with these coefficients."""
+    clone = model.clone()
+    install_interpolation(clone, interpolation_settings(model, coefficients, options, node_name), options.layers)
+    return clone
+
+
+def plan_chunks(frames: int, max_frames_per_batch: int) -> list[list[int]]:
+    """Frame indices of each sampling run; every run holds frames 0 and F-1, interiors split evenly.
+
+    max_frames_per_batch 0 (or >= F) means one run. It must otherwise be at least 3.
+    """
+    if max_frames_per_batch <= 0 or max_frames_per_batch >= frames:
+        return [list(range(frames))]
+    if max_frames_per_batch < 3:
+        raise ValueError("a batch needs room for both endpoints and at least one frame (3).")
+    interior = list(range(1, frames - 1))
+    runs = math.ceil(len(interior) / (max_frames_per_batch - 2))
+    size, extra = divmod(len(interior), runs)
+    chunks, start = [], 0
+    for run in range(runs):
+        end = start + size + (1 if run < extra else 0)
+        chunks.append([0] + interior[start:end] + [frames - 1])
+        start = end
+    return chunks
+
+
+class SharedStepNoise:
+    """Step noise of stochastic samplers, shared across frames: slerp(n_A, n_B, t_f) per step.
+
+    n_A is exactly what the sampler would draw for a one-image run with seed A (default Gaussian
+    or Brownian-tree source), so endpoints still equal plain generations and every frame sees
+    the same noise, as at the start.
+    """
+
+    def __init__(self, sampler_name, row, sigmas, coefficients, seed_a, seed_b=None):
+        self.sampler_name = sampler_name
+        self.row = row
+        self.sigmas = sigmas
+        self.coefficients = tuple(coefficients)
+        self.seeds = (seed_a,) if seed_b is None or seed_b == seed_a else (seed_a, seed_b)
+        self._sources = None
+
+    def _source(self, seed):
+        import comfy.k_diffusion.sampling as k_sampling
+
+        if self.sampler_name in BROWNIAN_SAMPLERS:
+            positive = self.sigmas[self.sigmas > 0]
+            return k_sampling.BrownianTreeNoiseSampler(self.row, positive.min(), self.sigmas.max(), seed=seed,
+                                                       cpu=BROWNIAN_SAMPLERS[self.sampler_name])
+        return k_sampling.default_noise_sampler(self.row, seed=seed)
+
+    def __call__(self, sigma, sigma_next):
+        if self._sources is None:
+            self._sources = [self._source(seed) for seed in self.seeds]
+        noises = [source(sigma, sigma_next) for source in self._sources]
+        frames = len(self.coefficients)
+        if len(noises) == 1:
+            return noises[0].repeat(frames, *([1] * (noises[0].dim() - 1)))
+        return torch.cat([slerp(noises[0], noises[1], t) for t in self.coefficients], dim=0)
+
+
+def _sampler_with_shared_noise(sampler_name, row, sigmas, coefficients, seed_a, seed_b):
+    """ComfyUI's sampler object for `sampler_name`, given SharedStepNoise if it draws step noise."""
+    import comfy.samplers
+
+    sampler = comfy.samplers.sampler_object(sampler_name)
+    function = getattr(sampler, "sampler_function", None)
+    if function is not None and "noise_sampler" in inspect.signature(function).parameters:
+        options = dict(sampler.extra_options)
+        options["noise_sampler"] = SharedStepNoise(sampler_name, row, sigmas, coefficients, seed_a, seed_b)
+        sampler = comfy.samplers.KSAMPLER(function, options, sampler.inpaint_options)
+    return sampler
+
+
+@dataclass
+class SequenceRequest:
+    """Everything one sequence needs besides the model; tensors have one row per frame."""
+
+    positive: list  # CONDITIONING with F rows per entry
+    negative: list
+    coefficients: tuple
+    latent: torch.Tensor  # [F, C, H, W]
+    noise: torch.Tensor  # [F, C, H, W]
+    seed: int
+    seed_b: int | None
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    denoise: float = 1.0
+    options: InterpolationOptions = InterpolationOptions()
+    max_frames_per_batch: int = 0
+    node_name: str = "AID Sampler"
+
+
+def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Tensor:
+    """Denoise every frame of `request`, in as few runs as max_frames_per_batch allows; returns [F, C, H, W].
+
+    `progress(done_steps, total_steps, x0_of_a_frame)` is called after every step of every run.
+    """
+    import comfy.model_management
+    import comfy.samplers
+    import comfy.utils
+
+    frames = len(request.coefficients)
+    chunks = plan_chunks(frames, request.max_frames_per_batch)
+    result = torch.empty_like(request.latent)
+    for chunk_number, chunk in enumerate(chunks):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        coefficients = tuple(request.coefficients[i] for i in chunk)
+        model_chunk = patched_model(model, coefficients, request.options, request.node_name)
+        ksampler = comfy.samplers.KSampler(model_chunk, steps=request.steps, device=model_chunk.load_device,
+                                           sampler=request.sampler_name, scheduler=request.scheduler,
+                                           denoise=request.denoise, model_options=model_chunk.model_options)
+        sigmas = ksampler.sigmas
+        steps_this_run = len(sigmas) - 1
+        row = torch.zeros_like(request.latent[:1]).to(model_chunk.load_device)
+        sampler = _sampler_with_shared_noise(request.sampler_name, row, sigmas, coefficients, request.seed,
+                                             request.seed_b)
+        middle = len(chunk) // 2
+        offset = chunk_number * steps_this_run
+        total = steps_this_run * len(chunks)
+
+        def callback(step, x0, x, total_steps, offset=offset, total=total, middle=middle):
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if progress is not None:
+                progress(offset + step + 1, total, x0[middle:middle + 1])
+
+        index = torch.tensor(chunk)
+        samples = comfy.samplers.sample(
+            model_chunk, request.noise[index], select_frames(request.positive, chunk), request.negative,
+            request.cfg, model_chunk.load_device, sampler, sigmas, model_chunk.model_options,
+            latent_image=request.latent[index], callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=request.seed)
+        samples = samples.to(comfy.model_management.intermediate_device())
+        for position, frame in enumerate(chunk):
+            if chunk_number == 0 or frame not in (0, frames - 1):
+                result[frame] = samples[position]
+    return result
