@@ -1,6 +1,8 @@
 """Find every transformer block a loaded UNet has and install interpolation patches on a model clone."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .patch import LAYERS, InterpolationPatch, InterpolationSettings
 
 
@@ -37,12 +39,14 @@ def existing_replace_patch(model_options: dict, attention_name: str, key: tuple)
     return replace.get(key, replace.get(key[:2]))
 
 
-def install_interpolation(model, settings: InterpolationSettings, layers: str = "self and cross"):
+def install_interpolation(model, settings: InterpolationSettings, layers: str = "self and cross",
+                          image_branches: dict | None = None):
     """Install interpolation patches on `model` (a ModelPatcher clone) at every transformer block.
 
-    A patch another pack installed earlier at a key is chained to (called as the attention
-    function), never dropped; a previous AID patch is replaced. Returns the number of patched
-    attention layers.
+    `image_branches` maps a block key to an image-prompt branch for that layer's cross-attention
+    (installed even when cross-attention is not interpolated). A patch another pack installed
+    earlier at a key is chained to (called as the attention function), never dropped; an
+    earlier AID patch is replaced. Returns the number of patched attention layers.
     """
     if layers not in LAYERS:
         raise ValueError(f"unknown layers '{layers}', expected one of {', '.join(LAYERS)}.")
@@ -51,16 +55,19 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
         raise UnsupportedModelError("this model has no UNet transformer blocks (SD1.x, SD2.x and SDXL-family "
                                     "models have them).")
     targets = {"self and cross": ("attn1", "attn2"), "self only": ("attn1",), "cross only": ("attn2",)}[layers]
-    for attention_name in {"attn1", "attn2"} - set(targets):
-        _remove_interpolation(model, attention_name)
     count = 0
-    for attention_name in targets:
+    for attention_name in ("attn1", "attn2"):
+        branches = (image_branches or {}) if attention_name == "attn2" else {}
+        interpolate_here = attention_name in targets
+        _remove_interpolation(model, attention_name)
         setter = model.set_model_attn1_replace if attention_name == "attn1" else model.set_model_attn2_replace
-        for block_name, number, index in keys:
-            previous = existing_replace_patch(model.model_options, attention_name, (block_name, number, index))
-            if isinstance(previous, InterpolationPatch):
-                previous = previous.previous
-            setter(InterpolationPatch(settings, previous), block_name, number, index)
+        for key in keys:
+            branch = branches.get(key)
+            if not interpolate_here and branch is None:
+                continue
+            layer_settings = settings if interpolate_here else replace(settings, active=False)
+            previous = existing_replace_patch(model.model_options, attention_name, key)
+            setter(InterpolationPatch(layer_settings, previous, branch), *key)
             count += 1
     return count
 

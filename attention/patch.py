@@ -8,7 +8,7 @@ plain generations.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -63,24 +63,27 @@ class InterpolationPatch:
     """Replace patch for one attention layer: interpolated attention on interior positive rows.
 
     `previous` is another pack's replace patch found at the same key; it is used as the plain
-    attention function (with joined key sets), so both take effect.
+    attention function (with joined key sets), so both take effect. `image_branch` (attn2
+    only) adds an image-prompt attention term: image_branch(q, extra_options, chunks,
+    coefficients, interpolating) -> tensor shaped like q (see attention/image_prompt.py).
     """
 
     settings: InterpolationSettings
     previous: object = None
+    image_branch: object = None
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options; the patch is immutable, share it.
         return self
 
     def to(self, *args, **kwargs):
-        # ModelPatcher moves patch objects with .to(device) and .to(dtype); nothing here holds weights.
-        return self
+        """ModelPatcher moves patch objects with .to(device) and .to(dtype); only an image branch holds weights."""
+        if self.image_branch is None or not hasattr(self.image_branch, "to"):
+            return self
+        return replace(self, image_branch=self.image_branch.to(*args, **kwargs))
 
     def __call__(self, q, k, v, extra_options):
         settings = self.settings
-        if not settings.is_active(extra_options):
-            return self._plain(q, k, v, extra_options)
         chunks = extra_options.get("cond_or_uncond") or [0]
         frames = q.shape[0] // len(chunks)
         if frames != len(settings.coefficients):
@@ -88,8 +91,19 @@ class InterpolationPatch:
                 f"{settings.node_name}: input 'schedule': the sampled latent batch has {frames} frames but the "
                 f"schedule has {len(settings.coefficients)}. Fix: make the latent with AID Latent from the same "
                 f"schedule (or set the schedule's frames to the batch size).")
-        if self.previous is not None:
-            return self._chained(q, k, v, extra_options, chunks, frames)
+        active = settings.is_active(extra_options)
+        if not active:
+            out = self._plain(q, k, v, extra_options)
+        elif self.previous is not None:
+            out = self._chained(q, k, v, extra_options, chunks, frames)
+        else:
+            out = self._interpolated(q, k, v, extra_options, chunks, frames)
+        if self.image_branch is not None:
+            out = out + self.image_branch(q, extra_options, chunks, settings.coefficients, active)
+        return out
+
+    def _interpolated(self, q, k, v, extra_options, chunks, frames):
+        settings = self.settings
         interior = [c * frames + f for c, kind in enumerate(chunks) if kind == 0 for f in range(1, frames - 1)]
         if not interior:
             return self._plain(q, k, v, extra_options)
