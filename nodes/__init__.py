@@ -1,7 +1,9 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
 from . import apply, conditioning, latent, sampler, schedule
+from . import video
 
 _MODULES = (schedule, conditioning, latent, apply, sampler)
+_MODULES += (video,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
