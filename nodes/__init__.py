@@ -1,9 +1,10 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
 from . import apply, conditioning, latent, sampler, schedule
-from . import video
+from . import report, video
 
 _MODULES = (schedule, conditioning, latent, apply, sampler)
 _MODULES += (video,)
+_MODULES += (report,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
