@@ -1,6 +1,7 @@
 """The example workflows: up to date with their descriptions, and executed headless by ComfyUI."""
 import json
 
+import av
 import pytest
 
 from aid_harness.example_workflows import WORKFLOWS, WORKFLOWS_DIR
@@ -43,3 +44,8 @@ def test_workflow_runs_headless(name, object_info, runner, sd15_tiny_name, comfy
     result = runner.run(prompt, {"extra_pnginfo": {"workflow": workflow}}).raise_for_error()
     files = result.output_files(comfy_base)
     assert files and all(f.is_file() for f in files)
+    clips = [f for f in files if f.suffix in (".mp4", ".webm")]
+    assert clips, "every example workflow ends in a video"
+    with av.open(str(clips[-1])) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded >= TEST_SIZES["frames"]

@@ -25,12 +25,15 @@ def _checkpoint_and_prompts(flow: UIWorkflow, prompt_a: str, prompt_b: str, nega
     return ckpt, text_a, text_b, negative_node
 
 
-def _decode_and_save(flow: UIWorkflow, ckpt, latent_source, x: int):
+def _decode_and_save(flow: UIWorkflow, ckpt, latent_source, x: int, prefix: str = "AID/interpolation"):
+    """VAE Decode, then AID Frames to Video: every example ends in a playable clip."""
     decode = flow.add("VAEDecode", pos=(x, 160), size=(220, 50))
     flow.link(latent_source, 0, decode, "samples")
     flow.link(ckpt, "VAE", decode, "vae")
-    save = flow.add("SaveImage", {"filename_prefix": "aid/frame"}, pos=(x + 260, 160), size=(400, 420))
-    flow.link(decode, "IMAGE", save, "images")
+    video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
+                                          "loop": "ping-pong (no repeated ends)", "hold_first": 2, "hold_last": 2},
+                     pos=(x + 260, 160), size=(420, 520))
+    flow.link(decode, "IMAGE", video, "images")
     return decode
 
 
