@@ -12,6 +12,8 @@ GUIDANCE_NODE = "PAID Guidance"
 def build_sequence_conditioning(node, positive_a, positive_b, schedule, blend, guidance):
     """sequence_conditioning with its ValueErrors turned into errors that name the node and input."""
     check_choice(node, "blend", blend, BLENDS)
+    if guidance is not None:
+        check_guidance_matches(node, guidance.conditioning, positive_a)
     try:
         return sequence_conditioning(positive_a, positive_b, schedule.coefficients, blend,
                                      guidance.conditioning if guidance is not None else None)
@@ -19,6 +21,18 @@ def build_sequence_conditioning(node, positive_a, positive_b, schedule, blend, g
         input_name = "guidance" if guidance is not None and "guidance" in str(error) else "positive_b"
         raise AIDInputError(node, input_name, str(error),
                             "encode A, B (and the guidance) with the same checkpoint's CLIP, one prompt each.") from None
+
+
+def check_guidance_matches(node, guidance, positive_a):
+    """The guidance pairs entry by entry with A, from the same text encoder (else the error names 'guidance')."""
+    fix = "encode the guidance like A and B: one CLIP Text Encode of the same checkpoint's CLIP."
+    if len(guidance) != len(positive_a):
+        raise AIDInputError(node, "guidance", f"it has {len(guidance)} conditioning entries and positive_a has "
+                            f"{len(positive_a)}.", fix)
+    for (context_g, _), (context_a, _) in zip(guidance, positive_a):
+        if context_g.shape[-1] != context_a.shape[-1]:
+            raise AIDInputError(node, "guidance", f"it is {context_g.shape[-1]} wide and positive_a "
+                                f"{context_a.shape[-1]}: they come from different text encoders.", fix)
 
 
 class AIDConditioning:
