@@ -1,10 +1,12 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
 from . import apply, conditioning, latent, sampler, schedule
 from . import report, video
+from . import ipadapter
 
 _MODULES = (schedule, conditioning, latent, apply, sampler)
 _MODULES += (video,)
 _MODULES += (report,)
+_MODULES += (ipadapter,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
