@@ -89,6 +89,14 @@ def sd15_tiny(comfy, sd15_tiny_name):
 
 
 @pytest.fixture(scope="session")
+def clip_scorer_name(link_model):
+    """Name of the cached random transformers CLIPModel folder, linked into models/clip_scoring."""
+    from aid_harness import models
+
+    return link_model("clip_scoring", models.ensure_clip_model())
+
+
+@pytest.fixture(scope="session")
 def encode(comfy):
     """encode(clip, text) -> CONDITIONING through the core CLIPTextEncode."""
     return lambda clip, text: comfy["nodes"].CLIPTextEncode().encode(clip, text)[0]
