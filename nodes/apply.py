@@ -6,6 +6,7 @@ from ..attention.interpolation import DEFAULT_MODE, FUSION_STRATEGIES, MODES
 from ..attention.patch import LAYERS
 from ..errors import AIDInputError
 from ..samplers.sequence import InterpolationOptions, patched_model
+from .ipadapter import check_image_endpoints
 from .validation import check_choice, check_percent_range
 
 NODE_NAME = "Apply AID"
@@ -47,10 +48,17 @@ def interpolation_options(node, mode, layers, start_percent, end_percent, fusion
     return InterpolationOptions(mode, layers, start_percent, end_percent, fusion)
 
 
-def patch_for_schedule(node, model, coefficients, options):
+def image_endpoints_input() -> dict:
+    """The optional socket for IP-Adapter image endpoints, shared by Apply AID and AID Sampler."""
+    return {"image_endpoints": ("AID_IMAGE_ENDPOINTS", {
+        "tooltip": "Optional image prompts from AID IP-Adapter Endpoints (image morphing or image-control)."})}
+
+
+def patch_for_schedule(node, model, coefficients, options, image_endpoints=None):
     """patched_model with an unsupported model reported as the node's input error."""
+    check_image_endpoints(node, image_endpoints, model)
     try:
-        return patched_model(model, coefficients, options, node)
+        return patched_model(model, coefficients, options, node, image_endpoints)
     except UnsupportedModelError as error:
         raise AIDInputError(node, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
 
@@ -73,12 +81,12 @@ class ApplyAID:
             "required": {"model": ("MODEL", {}),
                          "schedule": ("AID_SCHEDULE", {"tooltip": "The same schedule as the latent and prompts."}),
                          **interpolation_inputs()},
-            "optional": fusion_input(),
+            "optional": {**fusion_input(), **image_endpoints_input()},
         }
 
-    def apply(self, model, schedule, mode, layers, start_percent, end_percent, fusion="concat"):
+    def apply(self, model, schedule, mode, layers, start_percent, end_percent, fusion="concat", image_endpoints=None):
         options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion)
-        return (patch_for_schedule(NODE_NAME, model, schedule.coefficients, options),)
+        return (patch_for_schedule(NODE_NAME, model, schedule.coefficients, options, image_endpoints),)
 
 
 NODE_CLASS_MAPPINGS = {"ApplyAID": ApplyAID}

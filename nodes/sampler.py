@@ -7,8 +7,9 @@ from ..errors import AIDInputError
 from ..samplers.conditioning import BLENDS
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
-from .apply import fusion_input, interpolation_inputs, interpolation_options
+from .apply import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
 from .conditioning import build_sequence_conditioning
+from .ipadapter import check_image_endpoints
 from .validation import check_choice, check_conditioning_for_model
 
 NODE_NAME = "AID Sampler"
@@ -75,12 +76,13 @@ class AIDSampler:
                                               "same as seed."}),
                 "blend": (list(BLENDS), {"default": "lerp", "tooltip": "How interior prompts mix A and B."}),
                 **fusion_input(),
+                **image_endpoints_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
-               guidance=None, seed_b=-1, blend="lerp", fusion="concat"):
+               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -90,6 +92,7 @@ class AIDSampler:
             check_conditioning_for_model(NODE_NAME, name, conditioning, model)
         if guidance is not None:
             check_conditioning_for_model(NODE_NAME, "guidance", guidance.conditioning, model)
+        check_image_endpoints(NODE_NAME, image_endpoints, model)
         for name, value in (("width", width), ("height", height)):
             if value % 8:
                 raise AIDInputError(NODE_NAME, name, f"{value} is not a multiple of 8.",
@@ -105,7 +108,7 @@ class AIDSampler:
             positive=positive, negative=negative, coefficients=schedule.coefficients, latent=latent,
             noise=sequence_noise(latent, schedule.coefficients, seed, seed_b), seed=seed, seed_b=seed_b,
             steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, options=options,
-            max_frames_per_batch=max_frames_per_batch, node_name=NODE_NAME)
+            max_frames_per_batch=max_frames_per_batch, node_name=NODE_NAME, image_endpoints=image_endpoints)
         samples = sample_sequence(model, request, progress=sampler_progress(model))
         return ({"samples": samples},)
 

@@ -47,10 +47,18 @@ def interpolation_settings(model, coefficients, options: InterpolationOptions, n
         active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name)
 
 
-def patched_model(model, coefficients, options: InterpolationOptions, node_name: str):
-    """A clone of `model` with interpolation patches for a batch of frames with these coefficients."""
+def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None):
+    """A clone of `model` with interpolation patches for a batch of frames with these coefficients.
+
+    `image_endpoints` (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every
+    cross-attention layer, inside the same patch.
+    """
     clone = model.clone()
-    install_interpolation(clone, interpolation_settings(model, coefficients, options, node_name), options.layers)
+    branches = None
+    if image_endpoints is not None:
+        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode)
+    install_interpolation(clone, interpolation_settings(model, coefficients, options, node_name), options.layers,
+                          image_branches=branches)
     return clone
 
 
@@ -141,6 +149,7 @@ class SequenceRequest:
     options: InterpolationOptions = InterpolationOptions()
     max_frames_per_batch: int = 0
     node_name: str = "AID Sampler"
+    image_endpoints: object = None  # attention.image_prompt.ImageEndpoints (IP-Adapter images), or None
 
 
 def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Tensor:
@@ -158,7 +167,7 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
     for chunk_number, chunk in enumerate(chunks):
         comfy.model_management.throw_exception_if_processing_interrupted()
         coefficients = tuple(request.coefficients[i] for i in chunk)
-        model_chunk = patched_model(model, coefficients, request.options, request.node_name)
+        model_chunk = patched_model(model, coefficients, request.options, request.node_name, request.image_endpoints)
         ksampler = comfy.samplers.KSampler(model_chunk, steps=request.steps, device=model_chunk.load_device,
                                            sampler=request.sampler_name, scheduler=request.scheduler,
                                            denoise=request.denoise, model_options=model_chunk.model_options)
