@@ -4,7 +4,7 @@ import json
 import av
 import pytest
 
-from aid_harness.example_workflows import WORKFLOWS, WORKFLOWS_DIR
+from aid_harness.example_workflows import WORKFLOWS, WORKFLOWS_DIR, prepare_test_inputs
 from aid_harness.workflow_format import check_api_prompt, object_info_from_loaded_nodes, ui_to_api
 
 # Small stand-ins so a workflow runs on a CPU in seconds; everything else runs as shipped.
@@ -16,11 +16,14 @@ def object_info(comfy):
     return object_info_from_loaded_nodes()
 
 
-def shrink_for_test(prompt: dict, checkpoint: str) -> dict:
+def shrink_for_test(prompt: dict, checkpoint: str, stand_ins: dict | None = None) -> dict:
     for node in prompt.values():
         inputs = node["inputs"]
         if "ckpt_name" in inputs:
             inputs["ckpt_name"] = checkpoint
+        for name, value in inputs.items():  # shipped model names -> the test host's random stand-ins
+            if isinstance(value, str) and value in (stand_ins or {}):
+                inputs[name] = stand_ins[value]
         for name, value in TEST_SIZES.items():
             if name in inputs and not isinstance(inputs[name], list):
                 inputs[name] = value
@@ -39,7 +42,7 @@ def test_workflow_file_matches_its_description(name, object_info):
 @pytest.mark.parametrize("name", sorted(WORKFLOWS))
 def test_workflow_runs_headless(name, object_info, runner, sd15_tiny_name, comfy_base):
     workflow = json.loads((WORKFLOWS_DIR / name).read_text())
-    prompt = shrink_for_test(ui_to_api(workflow, object_info), sd15_tiny_name)
+    prompt = shrink_for_test(ui_to_api(workflow, object_info), sd15_tiny_name, prepare_test_inputs(name, comfy_base))
     assert check_api_prompt(prompt, object_info) == []
     result = runner.run(prompt, {"extra_pnginfo": {"workflow": workflow}}).raise_for_error()
     files = result.output_files(comfy_base)

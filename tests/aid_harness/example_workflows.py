@@ -65,9 +65,121 @@ def aid_text_interpolation(object_info: dict) -> dict:
     return flow.to_json()
 
 
+CLIP_VISION_VIT_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
+
+
+def _image_prompt_models(flow: UIWorkflow, ipadapter_file: str, y: int):
+    """Core Load CLIP Vision and AID IP-Adapter Loader, stacked at height y."""
+    clip_vision = flow.add("CLIPVisionLoader", {"clip_name": CLIP_VISION_VIT_H}, pos=(0, y), size=(330, 60))
+    ipadapter = flow.add("AIDIPAdapterLoader", {"ipadapter_file": ipadapter_file}, pos=(0, y + 100), size=(330, 60))
+    return clip_vision, ipadapter
+
+
+def _endpoints(flow: UIWorkflow, clip_vision, ipadapter, mode: str, weight: float, image_b, image_a=None):
+    endpoints = flow.add("AIDIPAdapterEndpoints", {"mode": mode, "weight": weight}, pos=(840, 520), size=(300, 150))
+    flow.link(ipadapter, 0, endpoints, "ipadapter")
+    flow.link(clip_vision, 0, endpoints, "clip_vision")
+    flow.link(image_b, "IMAGE", endpoints, "image_b")
+    if image_a is not None:
+        flow.link(image_a, "IMAGE", endpoints, "image_a")
+    return endpoints
+
+
+def ipadapter_morph(object_info: dict) -> dict:
+    """Two images -> AID IP-Adapter Endpoints (morph) -> AID Sampler: image A morphs into image B."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    positive = flow.add("CLIPTextEncode", {"text": "a high quality photo, detailed, soft light"}, pos=(380, 0),
+                        size=(400, 130), title="Prompt (both endpoints)")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 170),
+                        size=(400, 130), title="Negative prompt")
+    for node in (positive, negative):
+        flow.link(ckpt, "CLIP", node, "clip")
+    clip_vision, ipadapter = _image_prompt_models(flow, "ip-adapter-plus_sd15.safetensors", 320)
+    image_a = flow.add("LoadImage", {"image": "image_a.png"}, pos=(380, 340), size=(200, 320), title="Image A")
+    image_b = flow.add("LoadImage", {"image": "image_b.png"}, pos=(600, 340), size=(200, 320), title="Image B")
+    endpoints = _endpoints(flow, clip_vision, ipadapter, "morph", 0.8, image_b, image_a)
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 560),
+                        size=(330, 330))
+    sampler = flow.add("AIDSampler", {"width": 512, "height": 512, "seed": 42, "steps": 25, "cfg": 7.0,
+                                      "sampler_name": "euler", "scheduler": "normal"}, pos=(1180, 160),
+                       size=(340, 560))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(positive, 0, sampler, "positive_a")
+    flow.link(positive, 0, sampler, "positive_b")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    flow.link(endpoints, 0, sampler, "image_endpoints")
+    _decode_and_save(flow, ckpt, sampler, 1560, prefix="AID/ipadapter_morph")
+    return flow.to_json()
+
+
+def ipadapter_image_control(object_info: dict) -> dict:
+    """One image as a dial: text-only at frame 0, the image at full weight at the last frame (Apply AID path)."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    positive = flow.add("CLIPTextEncode", {"text": "a cosy living room, evening light, photo"}, pos=(380, 0),
+                        size=(400, 130), title="Prompt (both endpoints)")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 170),
+                        size=(400, 130), title="Negative prompt")
+    for node in (positive, negative):
+        flow.link(ckpt, "CLIP", node, "clip")
+    clip_vision, ipadapter = _image_prompt_models(flow, "ip-adapter_sd15.safetensors", 320)
+    image = flow.add("LoadImage", {"image": "image_b.png"}, pos=(380, 340), size=(300, 320),
+                     title="Image (endpoint B)")
+    endpoints = _endpoints(flow, clip_vision, ipadapter, "image-control", 1.0, image)
+    schedule = flow.add("AIDSchedule", {"frames": 6, "curve": "linear"}, pos=(0, 560), size=(330, 330))
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 120))
+    flow.link(positive, 0, conditioning, "positive_a")
+    flow.link(positive, 0, conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 720),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    apply = flow.add("ApplyAID", pos=(840, 160), size=(300, 320))
+    flow.link(ckpt, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    flow.link(endpoints, 0, apply, "image_endpoints")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(apply, 0, sampler, "model")
+    flow.link(conditioning, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    _decode_and_save(flow, ckpt, sampler, 1540, prefix="AID/ipadapter_image_control")
+    return flow.to_json()
+
+
 WORKFLOWS = {
     "aid_text_interpolation.json": aid_text_interpolation,
+    "ipadapter_morph.json": ipadapter_morph,
+    "ipadapter_image_control.json": ipadapter_image_control,
 }
+
+
+def prepare_test_inputs(name: str, base: Path) -> dict[str, str]:
+    """What a workflow needs to run in the test host at `base`: shipped file name -> test stand-in.
+
+    IP-Adapter workflows get random-weight stand-ins linked into models/ (an adapter with the tiny
+    SD1.5's layer count, the random ViT-H) and two small images written to input/ under the shipped names.
+    """
+    if not name.startswith("ipadapter_"):
+        return {}
+    import numpy as np
+    from PIL import Image
+
+    from . import host, models
+
+    layers = [layer["inner_dim"] for layer in models.unet_cross_attention_layers(models.SD15_UNET_TINY)]
+    stand_ins = {CLIP_VISION_VIT_H: models.ensure_clip_vision_vit_h()}
+    for variant, shipped in (("sd15", "ip-adapter_sd15.safetensors"), ("sd15_plus", "ip-adapter-plus_sd15.safetensors")):
+        stand_ins[shipped] = models.ensure_ipadapter(variant, layers=layers)
+    host.make_base_directory(base, {"clip_vision": [stand_ins[CLIP_VISION_VIT_H]],
+                                    "ipadapter": [p for k, p in stand_ins.items() if k != CLIP_VISION_VIT_H]})
+    rng = np.random.default_rng(0)
+    for image in ("image_a.png", "image_b.png"):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(base / "input" / image)
+    return {shipped: path.name for shipped, path in stand_ins.items()}
 
 
 def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR) -> list[Path]:
