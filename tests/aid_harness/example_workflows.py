@@ -150,10 +150,83 @@ def ipadapter_image_control(object_info: dict) -> dict:
     return flow.to_json()
 
 
+CLIP_SCORER_MODEL = "clip-vit-large-patch14"  # a transformers CLIPModel folder in models/clip_scoring
+
+
+def _guidance(flow: UIWorkflow, ckpt, text: str, y: int):
+    """The PAID guidance prompt: CLIP Text Encode -> PAID Guidance."""
+    prompt = flow.add("CLIPTextEncode", {"text": text}, pos=(380, y), size=(400, 130), title="Guidance prompt (PAID)")
+    flow.link(ckpt, "CLIP", prompt, "clip")
+    guidance = flow.add("PAIDGuidance", pos=(840, y), size=(300, 60))
+    flow.link(prompt, 0, guidance, "conditioning")
+    return guidance
+
+
+def paid_guided_interpolation(object_info: dict) -> dict:
+    """PAID on the core KSampler path: a guidance prompt sets the interior frames' own condition."""
+    flow = UIWorkflow(object_info)
+    ckpt, text_a, text_b, negative = _checkpoint_and_prompts(
+        flow, "a watercolor painting of a mountain lake at dawn, pine trees",
+        "a watercolor painting of a snowy mountain lake at night, pine trees", "blurry, low quality, watermark, text")
+    guidance = _guidance(flow, ckpt, "a watercolor painting of a mountain lake at sunset, autumn trees", 510)
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 360),
+                        size=(330, 330))
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
+    flow.link(text_a, 0, conditioning, "positive_a")
+    flow.link(text_b, 0, conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    flow.link(guidance, 0, conditioning, "guidance")
+    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 620),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    apply = flow.add("ApplyAID", pos=(840, 180), size=(300, 280))
+    flow.link(ckpt, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(apply, 0, sampler, "model")
+    flow.link(conditioning, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    _decode_and_save(flow, ckpt, sampler, 1540, prefix="AID/paid_guided")
+    return flow.to_json()
+
+
+def paid_compositional_generation(object_info: dict) -> dict:
+    """'a dog' to 'a car' guided by 'a dog driving a car' (AID Sampler); AID Best Frame keeps the best composition."""
+    flow = UIWorkflow(object_info)
+    ckpt, text_a, text_b, negative = _checkpoint_and_prompts(
+        flow, "a photo of a dog", "a photo of a car", "blurry, low quality, watermark, text")
+    guidance = _guidance(flow, ckpt, "a photo of a dog driving a car", 510)
+    schedule = flow.add("AIDSchedule", {"frames": 9, "curve": "linear"}, pos=(0, 360), size=(330, 330))
+    sampler = flow.add("AIDSampler", {"width": 512, "height": 512, "seed": 42, "steps": 25, "cfg": 7.0,
+                                      "sampler_name": "euler", "scheduler": "normal"}, pos=(1180, 160),
+                       size=(340, 600))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(text_a, 0, sampler, "positive_a")
+    flow.link(text_b, 0, sampler, "positive_b")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    flow.link(guidance, 0, sampler, "guidance")
+    decode = _decode_and_save(flow, ckpt, sampler, 1560, prefix="AID/paid_compositional")
+    scorer = flow.add("AIDCLIPScorerLoader", {"model_name": CLIP_SCORER_MODEL}, pos=(1560, 720), size=(330, 60),
+                      title="CLIP scorer (models/clip_scoring)")
+    best = flow.add("AIDBestFrame", {"text": "a photo of a dog driving a car", "exclude_endpoints": True},
+                    pos=(2260, 160), size=(400, 520))
+    flow.link(decode, "IMAGE", best, "frames")
+    flow.link(scorer, 0, best, "scorer")
+    save = flow.add("SaveImage", {"filename_prefix": "AID/paid_best_frame"}, pos=(2700, 160), size=(400, 440),
+                    title="Best frame")
+    flow.link(best, "best_frame", save, "images")
+    return flow.to_json()
+
+
 WORKFLOWS = {
     "aid_text_interpolation.json": aid_text_interpolation,
     "ipadapter_morph.json": ipadapter_morph,
     "ipadapter_image_control.json": ipadapter_image_control,
+    "paid_guided_interpolation.json": paid_guided_interpolation,
+    "paid_compositional_generation.json": paid_compositional_generation,
 }
 
 
@@ -163,6 +236,8 @@ def prepare_test_inputs(name: str, base: Path) -> dict[str, str]:
     IP-Adapter workflows get random-weight stand-ins linked into models/ (an adapter with the tiny
     SD1.5's layer count, the random ViT-H) and two small images written to input/ under the shipped names.
     """
+    if name.startswith("paid_"):
+        return _prepare_paid_inputs(base)
     if not name.startswith("ipadapter_"):
         return {}
     import numpy as np
@@ -180,6 +255,15 @@ def prepare_test_inputs(name: str, base: Path) -> dict[str, str]:
     for image in ("image_a.png", "image_b.png"):
         Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(base / "input" / image)
     return {shipped: path.name for shipped, path in stand_ins.items()}
+
+
+def _prepare_paid_inputs(base: Path) -> dict[str, str]:
+    """PAID workflows: the random transformers CLIPModel folder stands in for the CLIP scorer."""
+    from . import host, models
+
+    folder = models.ensure_clip_model()
+    host.make_base_directory(base, {"clip_scoring": [folder]})
+    return {CLIP_SCORER_MODEL: folder.name}
 
 
 def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR) -> list[Path]:
