@@ -268,7 +268,8 @@ class ImagePromptBranch:
     """Image attention term of one attn2 layer; returns weight * (image attention) shaped like q.
 
     keys_values: {"a", "b", "uncond"} -> (K [1, T_img, inner], V [1, T_img, inner]) already projected
-    with this layer's to_k_ip / to_v_ip ("a" only in morph).
+    with this layer's to_k_ip / to_v_ip ("a" only in morph). Image key sets are short (4 or 16 tokens),
+    so fused modes always join them in one attention call, whatever the patch's fusion setting.
     """
 
     mode: str
