@@ -65,6 +65,29 @@ def aid_text_interpolation(object_info: dict) -> dict:
     return flow.to_json()
 
 
+def aid_smooth_interpolation(object_info: dict) -> dict:
+    """Two prompts -> AID Smooth Sampler (dynamic selection): frames with even steps, a clip and their report."""
+    flow = UIWorkflow(object_info)
+    ckpt, text_a, text_b, negative = _checkpoint_and_prompts(
+        flow, "a watercolor painting of a lighthouse on a cliff, morning", "a photo of a lighthouse on a cliff at "
+        "night, stars", "blurry, low quality, watermark, text")
+    smooth = flow.add("AIDSmoothSampler", {"frames": 7, "method": "dynamic selection", "exploration_frames": 24,
+                                           "frames_per_round": 4, "metric": "auto", "width": 512, "height": 512,
+                                           "seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                           "scheduler": "normal"}, pos=(840, 0), size=(340, 820))
+    flow.link(ckpt, "MODEL", smooth, "model")
+    flow.link(ckpt, "VAE", smooth, "vae")
+    flow.link(text_a, 0, smooth, "positive_a")
+    flow.link(text_b, 0, smooth, "positive_b")
+    flow.link(negative, 0, smooth, "negative")
+    _decode_and_save(flow, ckpt, smooth, 1220, prefix="AID/smooth")
+    report = flow.add("AIDSequenceReport", {"metric": "auto", "filename_prefix": "AID/smooth_report"},
+                      pos=(1220, 720), size=(420, 560))
+    flow.link(smooth, "images", report, "frames")
+    flow.link(smooth, "schedule", report, "schedule")
+    return flow.to_json()
+
+
 CLIP_VISION_VIT_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 
 
@@ -223,6 +246,7 @@ def paid_compositional_generation(object_info: dict) -> dict:
 
 WORKFLOWS = {
     "aid_text_interpolation.json": aid_text_interpolation,
+    "aid_smooth_interpolation.json": aid_smooth_interpolation,
     "ipadapter_morph.json": ipadapter_morph,
     "ipadapter_image_control.json": ipadapter_image_control,
     "paid_guided_interpolation.json": paid_guided_interpolation,
