@@ -1,16 +1,8 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
-from . import apply, conditioning, latent, sampler, schedule
-from . import report, video
-from . import smooth
-from . import best_frame
-from . import ipadapter
+from . import apply, best_frame, conditioning, ipadapter, latent, report, sampler, schedule, smooth, video
 
-_MODULES = (schedule, conditioning, latent, apply, sampler)
-_MODULES += (video,)
-_MODULES += (report,)
-_MODULES += (smooth,)
-_MODULES += (best_frame,)
-_MODULES += (ipadapter,)
+# Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
+_MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

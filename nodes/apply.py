@@ -70,7 +70,7 @@ class ApplyAID:
                    "input model is not changed). Sample it with AID Latent (one latent per frame) and AID "
                    "Conditioning (one prompt row per frame) from the same schedule; frame 0 and the last frame "
                    "come out exactly as plain generations of A and B.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/advanced"
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with interpolated attention between the first and last frame of each batch.",)

@@ -25,7 +25,7 @@ class AIDCLIPScorerLoader:
                    "folder: a transformers CLIPModel folder (config.json + model.safetensors, plus its tokenizer and "
                    "preprocessor files), e.g. a copy of openai/clip-vit-large-patch14, or a single CLIPModel "
                    ".safetensors file. Nothing is downloaded.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/PAID"
     FUNCTION = "load"
     RETURN_TYPES = ("AID_CLIP_SCORER",)
     RETURN_NAMES = ("scorer",)
@@ -66,7 +66,7 @@ class AIDBestFrame:
                    "driving a car', then keep the frame that CLIP finds closest to the guidance text. Scores are "
                    "CLIP's logits (100 x cosine similarity of image and text embeddings for the released models); "
                    "the node shows them as a plot and as text.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/PAID"
     FUNCTION = "select"
     RETURN_TYPES = ("IMAGE", "INT", "FLOAT", "STRING")
     RETURN_NAMES = ("best_frame", "index", "score", "scores")

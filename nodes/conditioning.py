@@ -42,7 +42,7 @@ class AIDConditioning:
                    "lerp(A, B, t_f) (or the guidance prompt when PAID Guidance is connected). Feed it to a core "
                    "KSampler together with Apply AID and AID Latent. Prompts of different lengths are repeated to a "
                    "common token count, which leaves each endpoint's attention unchanged.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/advanced"
     FUNCTION = "build"
     RETURN_TYPES = ("CONDITIONING",)
     RETURN_NAMES = ("positive",)
@@ -76,7 +76,7 @@ class PAIDGuidance:
                    "car' between 'a dog' and 'a car'. Interior frames are conditioned on this prompt and their "
                    "attention is still fused with the endpoints', so the endpoints stay exactly A and B. Connect "
                    "the output to AID Conditioning or AID Sampler.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/PAID"
     FUNCTION = "build"
     RETURN_TYPES = ("AID_GUIDANCE",)
     RETURN_NAMES = ("guidance",)

@@ -17,7 +17,7 @@ class AIDLatent:
                    "KSampler every frame gets the same initial noise (the KSampler's seed), so frame 0 matches a "
                    "plain one-image generation. The NOISE output is for SamplerCustomAdvanced: frame f starts from "
                    "slerp(noise of seed, noise of seed_b, t_f).")
-    CATEGORY = "AID"
+    CATEGORY = "AID/advanced"
     FUNCTION = "build"
     RETURN_TYPES = ("LATENT", "NOISE")
     RETURN_NAMES = ("latent", "noise")

@@ -23,7 +23,7 @@ class AIDSequenceReport:
                    "closer). Shows a plot and saves a JSON report to the output folder. Distance: a pixel-space "
                    "perceptual proxy, CLIP-vision cosine distance when a CLIP vision model is connected, or LPIPS "
                    "when the lpips package and its weights are on disk (never downloaded).")
-    CATEGORY = "AID"
+    CATEGORY = "AID/output"
     FUNCTION = "report"
     OUTPUT_NODE = True
     RETURN_TYPES = ("AID_DISTANCES", "IMAGE", "FLOAT", "FLOAT", "INT")

@@ -87,7 +87,7 @@ class AIDFramesToVideo:
     DESCRIPTION = ("Assembles the frames into a clip (forward or ping-pong, endpoint holds, reverse) and saves it "
                    "to ComfyUI's output folder as mp4 (H.264), webm (VP9), gif or animated webp, with the prompt and "
                    "workflow embedded. Put it at the end of a workflow; the node shows the animation.")
-    CATEGORY = "AID"
+    CATEGORY = "AID/output"
     FUNCTION = "save"
     OUTPUT_NODE = True
     RETURN_TYPES = ("IMAGE", "VIDEO") if HAS_VIDEO else ("IMAGE",)
