@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import AIDInputError
 from ..samplers.noise import SequenceNoise
+from .validation import check_image_size
 
 NODE_NAME = "AID Latent"
 MAX_RESOLUTION = 16384
@@ -40,10 +40,7 @@ class AIDLatent:
         }}
 
     def build(self, width, height, schedule, seed, seed_b=-1):
-        for name, value in (("width", width), ("height", height)):
-            if value % 8:
-                raise AIDInputError(NODE_NAME, name, f"{value} is not a multiple of 8.",
-                                    f"use {value - value % 8} or {value - value % 8 + 8}.")
+        check_image_size(NODE_NAME, width, height)
         frames = schedule.frames
         samples = torch.zeros([frames, 4, height // 8, width // 8])
         latent = {"samples": samples, "batch_index": [0] * frames}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from PIL import Image
 
@@ -54,10 +55,12 @@ class AIDSequenceReport:
                                                          "plotted and saved with the distances."}),
                 "clip_vision": ("CLIP_VISION", {"tooltip": "A CLIP vision model (Load CLIP Vision) for the "
                                                            "clip-vision metric."}),
+                "distances": ("AID_DISTANCES", {"tooltip": "Distances already measured (e.g. by AID Smooth "
+                                                           "Sampler): reported as they are, `metric` is not used."}),
             },
         }
 
-    def report(self, frames, metric, filename_prefix, schedule=None, clip_vision=None):
+    def report(self, frames, metric, filename_prefix, schedule=None, clip_vision=None, distances=None):
         check_image_batch(NODE_NAME, "frames", frames, minimum=2)
         if metric not in METRICS:
             raise AIDInputError(NODE_NAME, "metric", f"'{metric}' is not an option.",
@@ -76,7 +79,14 @@ class AIDSequenceReport:
         if lpips_problem is not None:
             raise AIDInputError(NODE_NAME, "metric", f"LPIPS cannot run: {lpips_problem}",
                                 "choose 'auto' or 'pixel', or make the files above available.")
-        measured = measure_sequence(frames, make_frame_distance(metric, clip_vision), coefficients)
+        if distances is not None:
+            if distances.frames != frames.shape[0]:
+                raise AIDInputError(NODE_NAME, "distances", f"the distances are for {distances.frames} frames but "
+                                    f"{frames.shape[0]} frames are connected.",
+                                    "connect the distances and frames of the same node, or disconnect distances.")
+            measured = distances if coefficients is None else replace(distances, coefficients=coefficients)
+        else:
+            measured = measure_sequence(frames, make_frame_distance(metric, clip_vision), coefficients)
 
         plot = sequence_plot(measured)
         path, filename, subfolder = output_file(NODE_NAME, filename_prefix, "json")

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import AIDInputError
 from ..samplers.conditioning import BLENDS
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
 from .apply import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
-from .validation import check_choice, check_conditioning_for_model
+from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 
 NODE_NAME = "AID Sampler"
 MAX_RESOLUTION = 16384
@@ -93,13 +92,8 @@ class AIDSampler:
         if guidance is not None:
             check_conditioning_for_model(NODE_NAME, "guidance", guidance.conditioning, model)
         check_image_endpoints(NODE_NAME, image_endpoints, model)
-        for name, value in (("width", width), ("height", height)):
-            if value % 8:
-                raise AIDInputError(NODE_NAME, name, f"{value} is not a multiple of 8.",
-                                    f"use {value - value % 8} or {value - value % 8 + 8}.")
-        if 0 < max_frames_per_batch < 3:
-            raise AIDInputError(NODE_NAME, "max_frames_per_batch", f"{max_frames_per_batch} leaves no room for a "
-                                "frame between the two endpoints.", "use 0 (one batch) or at least 3.")
+        check_image_size(NODE_NAME, width, height)
+        check_frames_per_batch(NODE_NAME, max_frames_per_batch)
         positive = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, schedule, blend, guidance)
         latent_format = model.get_model_object("latent_format")
         latent = torch.zeros([schedule.frames, latent_format.latent_channels, height // 8, width // 8])

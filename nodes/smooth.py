@@ -16,7 +16,7 @@ from .ipadapter import check_image_endpoints
 from .report import sequence_plot
 from .sampler import AIDSampler, sampler_progress
 from .ui import save_preview
-from .validation import check_choice, check_conditioning_for_model
+from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 
 NODE_NAME = "AID Smooth Sampler"
 PROBE = InterpolationSchedule((0.0, 0.5, 1.0), "custom")  # the first round of both searches
@@ -111,7 +111,8 @@ class AIDSmoothSampler:
             check_conditioning_for_model(NODE_NAME, name, conditioning, model)
         check_image_endpoints(NODE_NAME, image_endpoints, model)
         probe_prompts = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, PROBE, blend, guidance)
-        check_sizes(width, height, max_frames_per_batch)
+        check_image_size(NODE_NAME, width, height)
+        check_frames_per_batch(NODE_NAME, max_frames_per_batch)
         if method == "dynamic selection" and exploration_frames < frames:
             raise AIDInputError(NODE_NAME, "exploration_frames", f"{exploration_frames} explored frames cannot "
                                 f"give {frames} frames.", f"explore at least {frames} (more gives more even steps).")
@@ -151,17 +152,6 @@ class AIDSmoothSampler:
         ui = {"images": save_preview([sequence_plot(measured)], "aid_smooth"), "text": [summary]}
         latent = {"samples": source.frame_latents(result.coefficients)}
         return {"ui": ui, "result": (latent, result.frames, schedule, measured)}
-
-
-def check_sizes(width: int, height: int, max_frames_per_batch: int) -> None:
-    """Latent-sized width and height, and a chunk size that leaves room for a frame between the endpoints."""
-    for name, value in (("width", width), ("height", height)):
-        if value % 8:
-            raise AIDInputError(NODE_NAME, name, f"{value} is not a multiple of 8.",
-                                f"use {value - value % 8} or {value - value % 8 + 8}.")
-    if 0 < max_frames_per_batch < 3:
-        raise AIDInputError(NODE_NAME, "max_frames_per_batch", f"{max_frames_per_batch} leaves no room for a "
-                            "frame between the two endpoints.", "use 0 (one batch) or at least 3.")
 
 
 def frame_distance(metric: str, clip_vision):

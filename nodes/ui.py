@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import torch
-from PIL import Image
 
 
 def save_preview(images, prefix: str = "aid_preview") -> list[dict]:

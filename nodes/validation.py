@@ -43,3 +43,18 @@ def check_choice(node: str, input_name: str, value, choices) -> None:
     """A combo value that is one of `choices` (ComfyUI checks V1 combos, but API callers can bypass the UI)."""
     if value not in choices:
         raise AIDInputError(node, input_name, f"'{value}' is not an option.", f"choose one of: {', '.join(choices)}.")
+
+
+def check_image_size(node: str, width: int, height: int) -> None:
+    """Width and height that map onto whole latent pixels (multiples of 8)."""
+    for name, value in (("width", width), ("height", height)):
+        if value % 8:
+            raise AIDInputError(node, name, f"{value} is not a multiple of 8.",
+                                f"use {value - value % 8} or {value - value % 8 + 8}.")
+
+
+def check_frames_per_batch(node: str, max_frames_per_batch: int) -> None:
+    """0 (one batch) or a chunk size with room for a frame between the two endpoints."""
+    if 0 < max_frames_per_batch < 3:
+        raise AIDInputError(node, "max_frames_per_batch", f"{max_frames_per_batch} leaves no room for a frame "
+                            "between the two endpoints.", "use 0 (one batch) or at least 3.")

@@ -100,3 +100,11 @@ def clip_scorer_name(link_model):
 def encode(comfy):
     """encode(clip, text) -> CONDITIONING through the core CLIPTextEncode."""
     return lambda clip, text: comfy["nodes"].CLIPTextEncode().encode(clip, text)[0]
+
+
+@pytest.fixture(scope="session")
+def prompts(sd15_tiny, encode):
+    """Endpoint prompts A and B and a negative prompt, encoded by the tiny SD1.5's CLIP."""
+    clip = sd15_tiny[1]
+    return {"a": encode(clip, "a photo of a dog on grass"), "b": encode(clip, "a red sports car"),
+            "neg": encode(clip, "blurry, low quality")}

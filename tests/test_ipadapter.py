@@ -21,16 +21,10 @@ from aid_pack.nodes.ipadapter import AIDIPAdapterEndpoints, AIDIPAdapterLoader
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
 from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_harness.compare import close
 from test_ipadapter_units import direct_image_proj, direct_resampler
 
 SIZE, STEPS, CFG, SEED, WEIGHT = 64, 3, 5.0, 11, 0.8
-REL_TOL = 1e-4  # as test_aid_core: batching changes rounding only
-
-
-def close(a, b, rel=REL_TOL):
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-6)
-    return float((a - b).abs().max()) <= rel * scale
-
 
 def direct_attention(q, k, v, heads):
     """softmax(Q K^T / sqrt(d)) V per head on [rows, L, heads*d]."""

@@ -7,6 +7,7 @@ test_aid_core.py: latents relative to their largest magnitude, 1e-4.
 import pytest
 import torch
 
+from aid_harness.compare import close
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning, PAIDGuidance
@@ -17,11 +18,6 @@ from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficient
 
 SIZE, STEPS, CFG, SEED = 64, 3, 5.0, 11
 LONG = ", ".join(["a small brown dog driving a shiny red car along a coastal road"] * 6)
-
-
-def close(a, b, rel=1e-4):
-    scale = max(float(a.abs().max()), float(b.abs().max()), 1e-6)
-    return float((a - b).abs().max()) <= rel * scale
 
 
 def schedule(frames):

@@ -144,3 +144,14 @@ def test_headless_prompt_reports_a_scheduled_sequence(runner, comfy_base):
     assert record["coefficients"] == [0.0, 0.5, 1.0] and record["largest_step"]["index"] == 1
     assert len(record["distances"]) == 2 and record["distances"][1] > record["distances"][0]
     assert "8" in result.outputs  # the plot IMAGE output feeds an ordinary IMAGE input
+
+
+def test_connected_distances_are_reported_as_measured(comfy_base):
+    given = SequenceDistances((0.1, 0.3, 0.2), "clip-vision", (0.0, 0.2, 0.7, 1.0))
+    result = run(flat_frames([0, 0.3, 0.6, 0.9]), distances=given)
+    measured, _, smoothness, consistency, largest_step = result["result"]
+    assert measured == given and largest_step == 1
+    assert smoothness == pytest.approx(1 - (0.2 + 0.1 + 0.1) * 2 / (2 * 9 * 0.2))
+    assert saved_json(comfy_base, result)["metric"] == "clip-vision"
+    with pytest.raises(AIDInputError, match="AID Sequence Report: input 'distances'"):
+        run(flat_frames([0, 0.5, 1.0]), distances=given)

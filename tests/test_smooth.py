@@ -6,7 +6,6 @@ measured with the pixel distance, so the perceptual change per unit of t is unev
 from __future__ import annotations
 
 import itertools
-import math
 import random
 
 import numpy as np

@@ -14,7 +14,8 @@ from aid_pack.samplers.metrics import PixelDistance, measure_sequence
 from aid_pack.samplers.sequence import SequenceRequest
 from aid_pack.samplers.smooth import dynamic_selection, planned_rounds
 from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step
-from test_aid_core import CFG, REL_TOL, SEED, SIZE, close, prompts  # noqa: F401  (prompts is a fixture)
+from aid_harness.compare import REL_TOL, close
+from test_aid_core import CFG, SEED, SIZE
 
 STEPS = 3
 

@@ -85,6 +85,7 @@ def aid_smooth_interpolation(object_info: dict) -> dict:
                       pos=(1220, 720), size=(420, 560))
     flow.link(smooth, "images", report, "frames")
     flow.link(smooth, "schedule", report, "schedule")
+    flow.link(smooth, "distances", report, "distances")
     return flow.to_json()
 
 
