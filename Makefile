@@ -25,3 +25,4 @@ demo: setup
 
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
+	$(VENV)/bin/python benchmarks/smooth_rows.py
