@@ -6,6 +6,8 @@ links the cached random-weight models. After boot the pack is importable as `aid
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import shutil
 import sys
 import tempfile
@@ -31,6 +33,35 @@ def pytest_configure(config):
 
 
 _HOW = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    with _inference_mode():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    with _inference_mode():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    with _inference_mode():
+        yield
+
+
+def _inference_mode():
+    """ComfyUI executes every node under torch.inference_mode(); tests calling nodes directly do too.
+
+    Outside it, outputs of modules with manual-cast weights keep autograd graphs that hold
+    float32 copies of the weights (5 GB per CLIP ViT-H encode on the CPU).
+    """
+    import torch
+
+    return torch.inference_mode()
 
 
 def pytest_report_header(config):
@@ -108,3 +139,23 @@ def prompts(sd15_tiny, encode):
     clip = sd15_tiny[1]
     return {"a": encode(clip, "a photo of a dog on grass"), "b": encode(clip, "a red sports car"),
             "neg": encode(clip, "blurry, low quality")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_memory_after_module(comfy):
+    """Give back what a test module loaded: CI has 24 GiB for the whole suite in one process.
+
+    ComfyUI keeps loaded models until memory runs short, and glibc keeps freed arenas; both
+    would otherwise pile up module after module.
+    """
+    yield
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    comfy.model_management.cleanup_models_gc()
+    gc.collect()
+    comfy.model_management.soft_empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

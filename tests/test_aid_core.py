@@ -222,3 +222,21 @@ def test_interrupt_stops_the_sequence(sd15_tiny, prompts, progress_hook):
         aid_sample(sd15_tiny, prompts, schedule(5), max_frames_per_batch=3)
     assert calls == [1]
     assert not comfy.model_management.processing_interrupted()
+
+
+def test_noise_output_drives_sampler_custom_advanced_with_two_seeds(sd15_tiny, prompts, ksample):
+    """AID Latent's NOISE under a CFGGuider (what SamplerCustomAdvanced runs): endpoints start from each seed."""
+    import comfy.samplers
+
+    sched = schedule(4)
+    model = ApplyAID().apply(sd15_tiny[0], sched, "fused outer", "self and cross", 0.0, 0.5)[0]
+    latent, noise = AIDLatent().build(SIZE, SIZE, sched, seed=SEED, seed_b=SEED + 100)
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(AIDConditioning().build(prompts["a"], prompts["b"], sched)[0], prompts["neg"])
+    guider.set_cfg(CFG)
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
+    frames = guider.sample(noise.generate_noise(latent), latent["samples"], comfy.samplers.sampler_object("euler"),
+                           sigmas, disable_pbar=True, seed=noise.seed)
+    assert close(frames[0], ksample(prompts["a"], seed=SEED)[0])
+    assert close(frames[-1], ksample(prompts["b"], seed=SEED + 100)[0])
+    assert not close(frames[1], frames[2], rel=1e-2)
