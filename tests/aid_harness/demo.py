@@ -17,6 +17,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aid_harness import host  # noqa: E402
+from aid_harness.example_workflows import prepare_test_inputs  # noqa: E402
 from aid_harness.runner import ServerRunner  # noqa: E402
 from aid_harness.workflow_format import ui_to_api  # noqa: E402
 
@@ -31,6 +32,9 @@ def main(argv=None) -> int:
     options = parser.parse_args(argv)
 
     root, how = host.find_comfyui()
+    from aid_harness import models
+
+    models._bootstrap_comfy()  # the random-model builders read ComfyUI's model definitions
     base = Path(options.output).resolve()
     if options.ckpt:
         checkpoint = Path(options.ckpt).expanduser().resolve()
@@ -39,14 +43,14 @@ def main(argv=None) -> int:
             return 2
         print(f"[aid demo] checkpoint: {checkpoint} (yours)")
     else:
-        from aid_harness import models
-
-        models._bootstrap_comfy()
         checkpoint = models.ensure_sd15_checkpoint("tiny")
         print(f"[aid demo] checkpoint: {checkpoint.name} - RANDOM WEIGHTS, built for testing: the frames show "
               f"noise-like patterns, not pictures. Pass CKPT=/path/to/model.safetensors for real images.")
     host.make_base_directory(base, {"checkpoints": [checkpoint]})
     workflow_path = Path(options.workflow).resolve()
+    # With random weights, other models the workflow names (CLIP vision, IP-Adapter, the CLIP scorer)
+    # and its input images get random stand-ins too, exactly as in the tests.
+    stand_ins = {} if options.ckpt else prepare_test_inputs(workflow_path.name, base)
     workflow = json.loads(workflow_path.read_text())
     print(f"[aid demo] ComfyUI {host.comfyui_version(root)} at {root} ({how})")
     print(f"[aid demo] starting the server on loopback with base directory {base}")
@@ -62,6 +66,9 @@ def main(argv=None) -> int:
             inputs = node["inputs"]
             if "ckpt_name" in inputs:
                 inputs["ckpt_name"] = checkpoint.name
+            for name, value in inputs.items():
+                if isinstance(value, str) and value in stand_ins:
+                    inputs[name] = stand_ins[value]
             if not options.ckpt:
                 inputs.update({k: v for k, v in RANDOM_WEIGHT_SIZES.items() if k in inputs
                                and not isinstance(inputs[k], list)})

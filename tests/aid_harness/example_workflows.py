@@ -37,6 +37,32 @@ def _decode_and_save(flow: UIWorkflow, ckpt, latent_source, x: int, prefix: str 
     return decode
 
 
+def _core_sampler_path(flow: UIWorkflow, ckpt, positive_a, positive_b, negative, schedule, guidance=None,
+                       image_endpoints=None):
+    """AID Conditioning + AID Latent + Apply AID driving the core KSampler; returns the KSampler."""
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
+    flow.link(positive_a, 0, conditioning, "positive_a")
+    flow.link(positive_b, 0, conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    if guidance is not None:
+        flow.link(guidance, 0, conditioning, "guidance")
+    apply = flow.add("ApplyAID", pos=(840, 180), size=(300, 300))
+    flow.link(ckpt, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    if image_endpoints is not None:
+        flow.link(image_endpoints, 0, apply, "image_endpoints")
+    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 720),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(apply, 0, sampler, "model")
+    flow.link(conditioning, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    return sampler
+
+
 def aid_text_interpolation(object_info: dict) -> dict:
     """Two prompts -> AID Schedule, AID Conditioning, AID Latent, Apply AID -> core KSampler -> frames."""
     flow = UIWorkflow(object_info)
@@ -45,22 +71,7 @@ def aid_text_interpolation(object_info: dict) -> dict:
         "blurry, low quality, watermark, text")
     schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 360),
                         size=(330, 330))
-    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 120))
-    flow.link(text_a, 0, conditioning, "positive_a")
-    flow.link(text_b, 0, conditioning, "positive_b")
-    flow.link(schedule, 0, conditioning, "schedule")
-    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 400),
-                      size=(300, 180))
-    flow.link(schedule, 0, latent, "schedule")
-    apply = flow.add("ApplyAID", pos=(840, 160), size=(300, 200))
-    flow.link(ckpt, "MODEL", apply, "model")
-    flow.link(schedule, 0, apply, "schedule")
-    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
-                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
-    flow.link(apply, 0, sampler, "model")
-    flow.link(conditioning, 0, sampler, "positive")
-    flow.link(negative, 0, sampler, "negative")
-    flow.link(latent, "latent", sampler, "latent_image")
+    sampler = _core_sampler_path(flow, ckpt, text_a, text_b, negative, schedule)
     _decode_and_save(flow, ckpt, sampler, 1540)
     return flow.to_json()
 
@@ -153,23 +164,7 @@ def ipadapter_image_control(object_info: dict) -> dict:
                      title="Image (endpoint B)")
     endpoints = _endpoints(flow, clip_vision, ipadapter, "image-control", 1.0, image)
     schedule = flow.add("AIDSchedule", {"frames": 6, "curve": "linear"}, pos=(0, 560), size=(330, 330))
-    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 120))
-    flow.link(positive, 0, conditioning, "positive_a")
-    flow.link(positive, 0, conditioning, "positive_b")
-    flow.link(schedule, 0, conditioning, "schedule")
-    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 720),
-                      size=(300, 180))
-    flow.link(schedule, 0, latent, "schedule")
-    apply = flow.add("ApplyAID", pos=(840, 160), size=(300, 320))
-    flow.link(ckpt, "MODEL", apply, "model")
-    flow.link(schedule, 0, apply, "schedule")
-    flow.link(endpoints, 0, apply, "image_endpoints")
-    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
-                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
-    flow.link(apply, 0, sampler, "model")
-    flow.link(conditioning, 0, sampler, "positive")
-    flow.link(negative, 0, sampler, "negative")
-    flow.link(latent, "latent", sampler, "latent_image")
+    sampler = _core_sampler_path(flow, ckpt, positive, positive, negative, schedule, image_endpoints=endpoints)
     _decode_and_save(flow, ckpt, sampler, 1540, prefix="AID/ipadapter_image_control")
     return flow.to_json()
 
@@ -195,23 +190,7 @@ def paid_guided_interpolation(object_info: dict) -> dict:
     guidance = _guidance(flow, ckpt, "a watercolor painting of a mountain lake at sunset, autumn trees", 510)
     schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 360),
                         size=(330, 330))
-    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
-    flow.link(text_a, 0, conditioning, "positive_a")
-    flow.link(text_b, 0, conditioning, "positive_b")
-    flow.link(schedule, 0, conditioning, "schedule")
-    flow.link(guidance, 0, conditioning, "guidance")
-    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 620),
-                      size=(300, 180))
-    flow.link(schedule, 0, latent, "schedule")
-    apply = flow.add("ApplyAID", pos=(840, 180), size=(300, 280))
-    flow.link(ckpt, "MODEL", apply, "model")
-    flow.link(schedule, 0, apply, "schedule")
-    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
-                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
-    flow.link(apply, 0, sampler, "model")
-    flow.link(conditioning, 0, sampler, "positive")
-    flow.link(negative, 0, sampler, "negative")
-    flow.link(latent, "latent", sampler, "latent_image")
+    sampler = _core_sampler_path(flow, ckpt, text_a, text_b, negative, schedule, guidance=guidance)
     _decode_and_save(flow, ckpt, sampler, 1540, prefix="AID/paid_guided")
     return flow.to_json()
 
