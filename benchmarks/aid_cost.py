@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,23 +37,17 @@ def _status_kib(field: str) -> int:
     raise KeyError(field)
 
 
-def worker(size: int, method: str) -> dict:
+def worker(size: int, method: str, model_size: str = "full") -> dict:
     """Load the model, warm up, run one measured sampling; return seconds and peak extra MiB."""
     import torch
 
-    from aid_harness import host, models
+    from aid_harness.sd15_session import boot_with_sd15
 
-    root, _ = host.find_comfyui()
-    base = Path(tempfile.mkdtemp(prefix="aid-bench-"))
-    host.make_base_directory(base, {"checkpoints": [models.ensure_sd15_checkpoint("full")]})
-    comfy = host.boot_in_process(root, base)
-    nodes = comfy["nodes"]
+    nodes, model, _, _, encode = boot_with_sd15(model_size)
     from aid_pack.nodes.conditioning import AIDConditioning
     from aid_pack.nodes.sampler import AIDSampler
     from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
 
-    model, clip, _ = nodes.CheckpointLoaderSimple().load_checkpoint(models.sd15_checkpoint_name("full"))[:3]
-    encode = lambda text: nodes.CLIPTextEncode().encode(clip, text)[0]  # noqa: E731
     a, b, negative = encode("a photo of a dog"), encode("a photo of a car"), encode("blurry")
     schedule = InterpolationSchedule(linear_coefficients(FRAMES), "linear")
     positive = AIDConditioning().build(a, b, schedule)[0]
@@ -78,8 +71,9 @@ def worker(size: int, method: str) -> dict:
     return {"size": size, "method": method, "seconds": seconds, "peak_extra_mib": max(peak - before, 0) / 1024}
 
 
-def measure(size: int, method: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--worker", str(size), method], capture_output=True, text=True)
+def measure(size: int, method: str, model_size: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--worker", str(size), method, "--model", model_size],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{method} at {size}px failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -89,14 +83,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting; the fastest time counts")
+    parser.add_argument("--model", choices=("full", "tiny"), default="full",
+                        help="SD1.5 architecture: full (the benchmark) or the tiny test model (a quick check)")
     parser.add_argument("--worker", nargs=2, metavar=("SIZE", "METHOD"), help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
-        print(json.dumps(worker(int(options.worker[0]), options.worker[1])))
+        print(json.dumps(worker(int(options.worker[0]), options.worker[1], options.model)))
         return 0
     import torch
 
-    print(f"AID cost benchmark: F={FRAMES}, full SD1.5 architecture (random weights), {STEPS} steps euler, "
+    print(f"AID cost benchmark: F={FRAMES}, {options.model} SD1.5 architecture (random weights), {STEPS} steps euler, "
           f"cfg {CFG}, interpolation for the first {END_PERCENT:.0%} of the schedule; torch {torch.__version__}, "
           f"{os.cpu_count()} CPU threads, ComfyUI --cpu (its default CPU attention).")
     rows = []
@@ -104,7 +100,7 @@ def main(argv=None) -> int:
         results = {}
         for _ in range(options.repeats):
             for method in METHODS:  # interleaved, so drifting machine load hits every method alike
-                result = measure(size, method)
+                result = measure(size, method, options.model)
                 best = results.get(method)
                 results[method] = {"seconds": min(result["seconds"], best["seconds"]) if best else result["seconds"],
                                    "peak_extra_mib": max(result["peak_extra_mib"],

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,21 +46,15 @@ def main(argv=None) -> int:
 
     import torch
 
-    from aid_harness import host, models
+    from aid_harness.sd15_session import boot_with_sd15
     from aid_harness.unet_rows import counting_model
 
-    root, _ = host.find_comfyui()
-    base = Path(tempfile.mkdtemp(prefix="aid-bench-"))
-    host.make_base_directory(base, {"checkpoints": [models.ensure_sd15_checkpoint("tiny")]})
-    comfy = host.boot_in_process(root, base)
-    nodes = comfy["nodes"]
+    nodes, model, clip, vae, encode = boot_with_sd15("tiny")
     from aid_pack.samplers.metrics import PixelDistance
     from aid_pack.samplers.sequence import SequenceRequest
     from aid_pack.samplers.smooth import auto_beta, dynamic_selection
     from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step
 
-    model, clip, vae = nodes.CheckpointLoaderSimple().load_checkpoint(models.sd15_checkpoint_name("tiny"))[:3]
-    encode = lambda text: nodes.CLIPTextEncode().encode(clip, text)[0]  # noqa: E731
     a, b, negative = encode("a photo of a dog"), encode("a photo of a car"), encode("blurry")
 
     print(f"UNet rows per explored frame and step: F={options.frames}, {options.steps} steps euler, cfg {CFG} "
