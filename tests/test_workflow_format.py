@@ -182,10 +182,11 @@ def test_load_image_output_is_annotated_and_sends_its_refresh_button(object_info
         "image": "ComfyUI_00001_.png [output]", "refresh": "refresh"}
 
 
-def test_muted_origin_removes_the_input_even_over_a_widget_value(object_info):
-    workflow = {
+def int_into_width(mode: int) -> dict:
+    """A PrimitiveInt (in the given mode) linked into EmptyLatentImage's width widget."""
+    return {
         "nodes": [
-            {"id": 1, "type": "PrimitiveInt", "mode": 2, "widgets_values": [640, "fixed"],
+            {"id": 1, "type": "PrimitiveInt", "mode": mode, "widgets_values": [640, "fixed"],
              "outputs": [{"name": "INT", "type": "INT", "links": [1]}]},
             {"id": 2, "type": "EmptyLatentImage", "mode": 0, "widgets_values": [512, 512, 1],
              "inputs": [{"name": "width", "type": "INT", "widget": {"name": "width"}, "link": 1}],
@@ -193,22 +194,17 @@ def test_muted_origin_removes_the_input_even_over_a_widget_value(object_info):
         ],
         "links": [[1, 1, 0, 2, 0, "INT"]],
     }
+
+
+def test_muted_origin_removes_the_input_even_over_a_widget_value(object_info):
+    workflow = int_into_width(mode=2)
     prompt = wf.ui_to_api(workflow, object_info)
     assert prompt == {"2": {"inputs": {"height": 512, "batch_size": 1}, "class_type": "EmptyLatentImage",
                             "_meta": {"title": "Empty Latent Image"}}}
 
 
 def test_linked_widget_input_takes_the_link(object_info):
-    workflow = {
-        "nodes": [
-            {"id": 1, "type": "PrimitiveInt", "mode": 0, "widgets_values": [640, "fixed"],
-             "outputs": [{"name": "INT", "type": "INT", "links": [1]}]},
-            {"id": 2, "type": "EmptyLatentImage", "mode": 0, "widgets_values": [512, 512, 1],
-             "inputs": [{"name": "width", "type": "INT", "widget": {"name": "width"}, "link": 1}],
-             "outputs": [{"name": "LATENT", "type": "LATENT", "links": []}]},
-        ],
-        "links": [[1, 1, 0, 2, 0, "INT"]],
-    }
+    workflow = int_into_width(mode=0)
     prompt = wf.ui_to_api(workflow, object_info)
     assert prompt["2"]["inputs"] == {"width": ["1", 0], "height": 512, "batch_size": 1}
     assert prompt["1"] == {"inputs": {"value": 640}, "class_type": "PrimitiveInt", "_meta": {"title": "Int"}}

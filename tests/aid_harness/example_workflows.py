@@ -120,16 +120,22 @@ def _endpoints(flow: UIWorkflow, clip_vision, ipadapter, mode: str, weight: floa
     return endpoints
 
 
-def ipadapter_morph(object_info: dict) -> dict:
-    """Two images -> AID IP-Adapter Endpoints (morph) -> AID Sampler: image A morphs into image B."""
-    flow = UIWorkflow(object_info)
+def _checkpoint_and_shared_prompt(flow: UIWorkflow, prompt: str):
+    """Checkpoint, one prompt for both endpoints and a negative prompt (the image-prompt workflows)."""
     ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
-    positive = flow.add("CLIPTextEncode", {"text": "a high quality photo, detailed, soft light"}, pos=(380, 0),
-                        size=(400, 130), title="Prompt (both endpoints)")
+    positive = flow.add("CLIPTextEncode", {"text": prompt}, pos=(380, 0), size=(400, 130),
+                        title="Prompt (both endpoints)")
     negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 170),
                         size=(400, 130), title="Negative prompt")
     for node in (positive, negative):
         flow.link(ckpt, "CLIP", node, "clip")
+    return ckpt, positive, negative
+
+
+def ipadapter_morph(object_info: dict) -> dict:
+    """Two images -> AID IP-Adapter Endpoints (morph) -> AID Sampler: image A morphs into image B."""
+    flow = UIWorkflow(object_info)
+    ckpt, positive, negative = _checkpoint_and_shared_prompt(flow, "a high quality photo, detailed, soft light")
     clip_vision, ipadapter = _image_prompt_models(flow, "ip-adapter-plus_sd15.safetensors", 320)
     image_a = flow.add("LoadImage", {"image": "image_a.png"}, pos=(380, 340), size=(200, 320), title="Image A")
     image_b = flow.add("LoadImage", {"image": "image_b.png"}, pos=(600, 340), size=(200, 320), title="Image B")
@@ -152,13 +158,7 @@ def ipadapter_morph(object_info: dict) -> dict:
 def ipadapter_image_control(object_info: dict) -> dict:
     """One image as a dial: text-only at frame 0, the image at full weight at the last frame (Apply AID path)."""
     flow = UIWorkflow(object_info)
-    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
-    positive = flow.add("CLIPTextEncode", {"text": "a cosy living room, evening light, photo"}, pos=(380, 0),
-                        size=(400, 130), title="Prompt (both endpoints)")
-    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 170),
-                        size=(400, 130), title="Negative prompt")
-    for node in (positive, negative):
-        flow.link(ckpt, "CLIP", node, "clip")
+    ckpt, positive, negative = _checkpoint_and_shared_prompt(flow, "a cosy living room, evening light, photo")
     clip_vision, ipadapter = _image_prompt_models(flow, "ip-adapter_sd15.safetensors", 320)
     image = flow.add("LoadImage", {"image": "image_b.png"}, pos=(380, 340), size=(300, 320),
                      title="Image (endpoint B)")
