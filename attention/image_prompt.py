@@ -14,7 +14,7 @@ where the image tokens [T_img, context] come from CLIP-vision output through an 
   This is outer interpolation between "no image term" and B's image term, so frame 0 is the
   text-only generation and the last frame a plain IP-Adapter generation at scale s.
 
-Negative (uncond) chunks get the uncond image tokens, as IP-Adapter does (projection of zero
+Positive chunks are found as for the text branch (attention/branches.py). Other chunks get the uncond image tokens, as IP-Adapter does (projection of zero
 embeddings for base adapters, of a black image's CLIP states for plus adapters): at scale s for
 every frame in morph (both endpoints share them), at t_f * s in image-control (frame 0 has no
 image term in either branch, exactly like the text-only generation it must equal).
@@ -244,7 +244,7 @@ class ImageEndpoints:
         return layers
 
     @torch.no_grad()
-    def branches(self, diffusion_model, interpolation_mode: str) -> dict:
+    def branches(self, diffusion_model, interpolation_mode: str, coefficients=None) -> dict:
         """One ImagePromptBranch per cross-attention layer key; K/V of every token set projected once here."""
         token_sets = {"b": self.tokens_b, "uncond": self.tokens_uncond}
         if self.tokens_a is not None:
@@ -300,14 +300,15 @@ class ImagePromptBranch:
         k, v = self.keys_values[name]
         return k.to(device=like.device, dtype=like.dtype), v.to(device=like.device, dtype=like.dtype)
 
-    def __call__(self, q, extra_options, chunks, coefficients, interpolating):
-        frames = q.shape[0] // len(chunks)
+    def __call__(self, q, extra_options, positive, coefficients, interpolating):
+        """Image term for a batch of len(positive) chunks; positive[c] says whether chunk c is the positive branch."""
+        frames = q.shape[0] // len(positive)
         attention = comfy_attention(extra_options)
         t = torch.tensor(coefficients, dtype=torch.float32, device=q.device)
         out = torch.empty_like(q)
-        for chunk, kind in enumerate(chunks):
+        for chunk, is_positive in enumerate(positive):
             rows = slice(chunk * frames, (chunk + 1) * frames)
-            out[rows] = self._chunk(q[rows], kind == 0, t, interpolating, attention)
+            out[rows] = self._chunk(q[rows], is_positive, t, interpolating, attention)
         return out * self.weight if self.weight != 1.0 else out
 
     def _chunk(self, q, positive, t, interpolating, attention):

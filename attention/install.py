@@ -1,6 +1,7 @@
 """Find every transformer block a loaded UNet has and install interpolation patches on a model clone."""
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from .patch import LAYERS, InterpolationPatch, InterpolationSettings
@@ -39,6 +40,34 @@ def existing_replace_patch(model_options: dict, attention_name: str, key: tuple)
     return replace.get(key, replace.get(key[:2]))
 
 
+def install_keys(keys, attention_name: str, replace_patches: dict) -> list[tuple[tuple, tuple | None]]:
+    """(key to install at, the layer's 3-tuple key or None) for one attention kind of a UNet's blocks.
+
+    ComfyUI looks a layer up by its 3-tuple key, then by its block's 2-tuple key. Patches go on the
+    keys other packs use, so they find AID's patch instead of hiding it or being hidden:
+    - attn2: IPAdapter_plus uses 2-tuple keys on SD1.x/SD2.x (every block holds one layer) and
+      3-tuple keys on SDXL-family UNets, and calls .add() on the patch it finds; an IP-Adapter image
+      branch is per layer anyway;
+    - attn1: 2-tuple keys (PAG perturbs the middle block through ("middle", 0)); one patch serves
+      every layer of a block.
+    A layer where another pack already put a 3-tuple patch gets a 3-tuple key (chained to it), since
+    that patch would hide a 2-tuple one. The layer key is None for a 2-tuple key covering several layers.
+    """
+    depth = {}
+    for block_name, number, _ in keys:
+        depth[(block_name, number)] = depth.get((block_name, number), 0) + 1
+    one_layer_blocks = all(count == 1 for count in depth.values())
+    chosen, blocks_done = [], set()
+    for block_name, number, index in keys:
+        key, block = (block_name, number, index), (block_name, number)
+        if (attention_name == "attn2" and not one_layer_blocks) or key in replace_patches:
+            chosen.append((key, key))
+        elif block not in blocks_done:
+            chosen.append((block, key if depth[block] == 1 else None))
+            blocks_done.add(block)
+    return chosen
+
+
 def install_interpolation(model, settings: InterpolationSettings, layers: str = "self and cross",
                           image_branches: dict | None = None):
     """Install interpolation patches on `model` (a ModelPatcher clone) at every transformer block.
@@ -55,20 +84,25 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
         raise UnsupportedModelError("this model has no UNet transformer blocks (SD1.x, SD2.x and SDXL-family "
                                     "models have them).")
     targets = {"self and cross": ("attn1", "attn2"), "self only": ("attn1",), "cross only": ("attn2",)}[layers]
-    count = 0
+    count, chained = 0, 0
     for attention_name in ("attn1", "attn2"):
         branches = (image_branches or {}) if attention_name == "attn2" else {}
         interpolate_here = attention_name in targets
         _remove_interpolation(model, attention_name)
+        if not interpolate_here and not branches:
+            continue
+        replace_patches = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get(
+            attention_name, {})
         setter = model.set_model_attn1_replace if attention_name == "attn1" else model.set_model_attn2_replace
-        for key in keys:
-            branch = branches.get(key)
-            if not interpolate_here and branch is None:
-                continue
-            layer_settings = settings if interpolate_here else replace(settings, active=False)
+        layer_settings = settings if interpolate_here else replace(settings, active=False)
+        for key, layer in install_keys(keys, attention_name, replace_patches):
             previous = existing_replace_patch(model.model_options, attention_name, key)
-            setter(InterpolationPatch(layer_settings, previous, branch), *key)
-            count += 1
+            setter(InterpolationPatch(layer_settings, previous, branches.get(layer)), *key)
+            chained += previous is not None
+        count += len(keys)
+    if chained and settings.fusion == "lse" and settings.active:
+        logging.warning("%s: fusion 'lse' cannot see inside another pack's attention patch; the %d patched "
+                        "layers chained to one join key sets (concat) instead.", settings.node_name, chained)
     return count
 
 

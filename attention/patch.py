@@ -1,17 +1,26 @@
 """The attn1/attn2 replace patch ComfyUI's ModelPatcher calls, and where to install it.
 
-Inside the UNet one attention call sees rows = len(cond_or_uncond) chunks x frames. In every
-positive chunk (cond_or_uncond entry 0) rows 0 and F-1 are endpoints A and B and the rows
-between are interior frames; only those are replaced, and only while the sampler's sigma lies
-in the active range. Endpoints and negative chunks get plain attention, so the endpoints equal
-plain generations.
+Inside the UNet one attention call sees rows = chunks x frames, one chunk per conditioning entry
+the guider batched. In every positive chunk (attention/branches.py decides which: by what the
+entry is, not its list position) rows 0 and F-1 are endpoints A and B and the rows between are
+interior frames; only those are replaced, and only while the sampler's sigma lies in the active
+range. Endpoints and other chunks get plain attention, so the endpoints equal plain generations.
+
+Coexistence with other packs' patches at the same key:
+- a patch found when AID is installed becomes `previous` and is used as the plain attention
+  function (called on the whole batch, as it expects);
+- IPAdapter_plus, applied after AID, calls `.add(callback, **kwargs)` on the patch it finds (its
+  Attn2Replace protocol): each added callback's term is added to AID's output in its sigma range,
+  as Attn2Replace adds it to plain attention. Either order gives the same frames.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from .branches import positive_chunks
 from .interpolation import DEFAULT_MODE, attention_with_lse, interpolate
 
 LAYERS = ("self and cross", "self only", "cross only")
@@ -64,49 +73,72 @@ class InterpolationPatch:
 
     `previous` is another pack's replace patch found at the same key; it is used as the plain
     attention function (with joined key sets), so both take effect. `image_branch` (attn2
-    only) adds an image-prompt attention term: image_branch(q, extra_options, chunks,
+    only) adds an image-prompt attention term: image_branch(q, extra_options, positive,
     coefficients, interpolating) -> tensor shaped like q (see attention/image_prompt.py).
+    `added` holds the terms IPAdapter_plus-style packs add with `.add()`: (callback, kwargs) pairs.
     """
 
     settings: InterpolationSettings
     previous: object = None
     image_branch: object = None
+    added: list = field(default_factory=list)
 
     def __deepcopy__(self, memo):
-        # ModelPatcher.clone() deep-copies model_options; the patch is immutable, share it.
-        return self
+        # ModelPatcher.clone() deep-copies model_options. Settings, chained patch and image branch never
+        # change and are shared; the added terms are per clone, since .add() changes them in place.
+        return replace(self, added=copy.copy(self.added))
+
+    def add(self, callback, **kwargs):
+        """IPAdapter_plus's protocol: add callback(out, q, k, v, extra_options, **kwargs) within its sigma range."""
+        self.added.append((callback, kwargs))
 
     def to(self, *args, **kwargs):
-        """ModelPatcher moves patch objects with .to(device) and .to(dtype); only an image branch holds weights."""
-        if self.image_branch is None or not hasattr(self.image_branch, "to"):
+        """ModelPatcher moves patch objects with .to(device) and .to(dtype): pass it on to what holds weights."""
+        previous, branch = self.previous, self.image_branch
+        if previous is not None and hasattr(previous, "to"):
+            previous = previous.to(*args, **kwargs)
+        if branch is not None and hasattr(branch, "to"):
+            branch = branch.to(*args, **kwargs)
+        if previous is self.previous and branch is self.image_branch:
             return self
-        return replace(self, image_branch=self.image_branch.to(*args, **kwargs))
+        return replace(self, previous=previous, image_branch=branch)
 
     def __call__(self, q, k, v, extra_options):
         settings = self.settings
-        chunks = extra_options.get("cond_or_uncond") or [0]
-        frames = q.shape[0] // len(chunks)
+        positive = positive_chunks(extra_options, settings.node_name)
+        frames = q.shape[0] // len(positive)
         if frames != len(settings.coefficients):
             raise FrameCountError(
                 f"{settings.node_name}: input 'schedule': the sampled latent batch has {frames} frames but the "
                 f"schedule has {len(settings.coefficients)}. Fix: make the latent with AID Latent from the same "
                 f"schedule (or set the schedule's frames to the batch size).")
-        active = settings.is_active(extra_options)
+        active = settings.is_active(extra_options) and frames > 2 and any(positive)
         if not active:
             out = self._plain(q, k, v, extra_options)
         elif self.previous is not None:
-            out = self._chained(q, k, v, extra_options, chunks, frames)
+            out = self._chained(q, k, v, extra_options, positive, frames)
         else:
-            out = self._interpolated(q, k, v, extra_options, chunks, frames)
+            out = self._interpolated(q, k, v, extra_options, positive, frames)
         if self.image_branch is not None:
-            out = out + self.image_branch(q, extra_options, chunks, settings.coefficients, active)
-        return out
+            out = out + self.image_branch(q, extra_options, positive, settings.coefficients, active)
+        return self._with_added_terms(out, q, k, v, extra_options)
 
-    def _interpolated(self, q, k, v, extra_options, chunks, frames):
+    def _with_added_terms(self, out, q, k, v, extra_options):
+        """Add the .add()-ed terms whose sigma range holds the current sigma, as Attn2Replace does."""
+        if not self.added:
+            return out
+        sigmas = extra_options.get("sigmas")
+        sigma = float(sigmas.reshape(-1)[0]) if sigmas is not None else 999999999.9
+        dtype = out.dtype
+        for callback, kwargs in self.added:
+            if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
+                out = out + callback(out, q, k, v, extra_options, **kwargs)
+        return out.to(dtype)
+
+    def _interpolated(self, q, k, v, extra_options, positive, frames):
         settings = self.settings
-        interior = [c * frames + f for c, kind in enumerate(chunks) if kind == 0 for f in range(1, frames - 1)]
-        if not interior:
-            return self._plain(q, k, v, extra_options)
+        interior = [c * frames + f for c, is_positive in enumerate(positive) if is_positive
+                    for f in range(1, frames - 1)]
         out = torch.empty_like(q)
         plain_rows = sorted(set(range(q.shape[0])) - set(interior))
         if plain_rows:
@@ -118,8 +150,8 @@ class InterpolationPatch:
             heads = extra_options["n_heads"]
             lse = lambda q_, k_, v_: attention_with_lse(q_, k_, v_, heads)  # noqa: E731
         t = torch.tensor(settings.coefficients[1:-1], dtype=torch.float32, device=q.device)
-        for chunk, kind in enumerate(chunks):
-            if kind != 0:
+        for chunk, is_positive in enumerate(positive):
+            if not is_positive:
                 continue
             first, last = chunk * frames, chunk * frames + frames - 1
             rows = slice(first + 1, last)
@@ -133,21 +165,25 @@ class InterpolationPatch:
             return self.previous(q, k, v, extra_options)
         return comfy_attention(extra_options)(q, k, v)
 
-    def _chained(self, q, k, v, extra_options, chunks, frames):
+    def _chained(self, q, k, v, extra_options, positive, frames):
         """Interpolate through the previous patch, calling it on the whole batch as it expects.
 
-        Rows that are not interpolated get their own keys joined with themselves ([K; K]), which
-        leaves softmax attention unchanged, so one call serves every row.
+        The interpolated rows come from calls over joined key sets; every other row, from one call over
+        the batch's own keys, made last, so a previous patch that records what it sees (SAG keeps the
+        uncond attention map) records plain attention. The log-sum-exp fusion cannot see inside another
+        patch, so chained layers always join key sets (concat).
         """
         mode = self.settings.mode
         rows = q.shape[0]
         t = torch.zeros(rows, dtype=torch.float32, device=q.device)
         k_a, v_a, k_b, v_b = k.clone(), v.clone(), k.clone(), v.clone()
-        for chunk, kind in enumerate(chunks):
-            if kind != 0:
+        interior = torch.zeros(rows, dtype=torch.bool, device=q.device)
+        for chunk, is_positive in enumerate(positive):
+            if not is_positive:
                 continue
             first, last = chunk * frames, chunk * frames + frames - 1
             t[first + 1:last] = torch.tensor(self.settings.coefficients[1:-1], device=q.device)
+            interior[first + 1:last] = True
             k_a[first + 1:last], v_a[first + 1:last] = k[first], v[first]
             k_b[first + 1:last], v_b[first + 1:last] = k[last], v[last]
         weight = t.to(q.dtype).reshape(-1, 1, 1)
@@ -156,12 +192,15 @@ class InterpolationPatch:
             return self.previous(q, k_set, v_set, extra_options)
 
         if mode == "fused outer":
-            out_a = previous(torch.cat([k, k_a], 1), torch.cat([v, v_a], 1))
-            out_b = previous(torch.cat([k, k_b], 1), torch.cat([v, v_b], 1))
-            return torch.lerp(out_a, out_b, weight)
-        if mode == "outer":
-            return torch.lerp(previous(k_a, v_a), previous(k_b, v_b), weight)
-        k_star, v_star = torch.lerp(k_a, k_b, weight), torch.lerp(v_a, v_b, weight)
-        if mode == "fused inner":
-            return previous(torch.cat([k, k_star], 1), torch.cat([v, v_star], 1))
-        return previous(k_star, v_star)
+            interpolated = torch.lerp(previous(torch.cat([k, k_a], 1), torch.cat([v, v_a], 1)),
+                                      previous(torch.cat([k, k_b], 1), torch.cat([v, v_b], 1)), weight)
+        elif mode == "outer":
+            interpolated = torch.lerp(previous(k_a, v_a), previous(k_b, v_b), weight)
+        else:
+            k_star, v_star = torch.lerp(k_a, k_b, weight), torch.lerp(v_a, v_b, weight)
+            if mode == "fused inner":
+                interpolated = previous(torch.cat([k, k_star], 1), torch.cat([v, v_star], 1))
+            else:
+                interpolated = previous(k_star, v_star)
+        plain = previous(k, v)
+        return torch.where(interior.reshape(-1, 1, 1), interpolated, plain)

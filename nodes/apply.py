@@ -36,7 +36,8 @@ def fusion_input() -> dict:
     return {"fusion": (list(FUSION_STRATEGIES), {
         "default": "concat",
         "tooltip": "concat: one attention call over joined key sets, through ComfyUI's attention backend. lse: "
-                   "separate calls merged by log-sum-exp (fewer operations, computed in plain torch)."})}
+                   "separate calls merged by log-sum-exp (fewer operations, computed in plain torch); where "
+                   "another pack's attention patch is chained, lse joins key sets instead."})}
 
 
 def interpolation_options(node, mode, layers, start_percent, end_percent, fusion) -> InterpolationOptions:
@@ -69,7 +70,9 @@ class ApplyAID:
     DESCRIPTION = ("Attention interpolation (AID) for the core samplers: returns a patched copy of the model (the "
                    "input model is not changed). Sample it with AID Latent (one latent per frame) and AID "
                    "Conditioning (one prompt row per frame) from the same schedule; frame 0 and the last frame "
-                   "come out exactly as plain generations of A and B.")
+                   "come out exactly as plain generations of A and B, with any sampler (stochastic ones share their "
+                   "step noise across frames) and any core guider (only the sequence prompt's rows are "
+                   "interpolated).")
     CATEGORY = "AID/advanced"
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)

@@ -7,12 +7,34 @@ per input entry whose tensor holds one row per frame, so ComfyUI gives frame f r
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 
 from .noise import slerp
 
 BLENDS = ("lerp", "slerp")
+SEQUENCE_MARKER = "aid_sequence"  # key of the SequenceMarker in a sequence CONDITIONING entry's dict
+# Scalar size conditioning SDXL-family models embed next to the pooled output (CLIPTextEncodeSDXL sets them).
+SIZE_KEYS = ("width", "height", "crop_w", "crop_h", "target_width", "target_height", "aesthetic_score")
+
+
+@dataclass(frozen=True)
+class SequenceMarker:
+    """What a sequence CONDITIONING entry is: one row per frame of these coefficients, made by AID nodes.
+
+    ComfyUI copies the entry's dict into the guider's cond, so the samplers can recognise the sequence's
+    own prompt rows wherever a guider puts them (samplers/branches.py) and check that the model and latent
+    were made for the same schedule (samplers/sequence_run.py). `sizes` holds A's and B's SDXL size
+    conditioning when they differ, so each frame can get its own (samplers/frame_sizes.py).
+    """
+
+    coefficients: tuple[float, ...]
+    sizes: tuple[dict, dict] | None = None
+
+    def select(self, frame_indices) -> "SequenceMarker":
+        """The marker of a chunk holding only these frames."""
+        return replace(self, coefficients=tuple(self.coefficients[i] for i in frame_indices))
 
 
 def repeat_tokens(context: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -64,7 +86,8 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
     cond_a, cond_b (and the optional PAID `guidance`) are CONDITIONING lists with the same
     number of entries; entry i of each is paired. Token counts may differ: every context is
     repeated to their common multiple. SDXL's pooled_output follows the same rule as the
-    context. Other keys of the dict come from A.
+    context. Other keys of the dict come from A, plus a SequenceMarker under SEQUENCE_MARKER that says
+    which frames the rows are (with A's and B's SDXL size conditioning when they differ).
     """
     if len(cond_a) != len(cond_b) or (guidance is not None and len(guidance) != len(cond_a)):
         counts = [len(cond_a), len(cond_b)] + ([len(guidance)] if guidance is not None else [])
@@ -83,6 +106,9 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
         context_g = contexts[2] if entry_g is not None else None
         context = _frame_rows(contexts[0], contexts[1].to(contexts[0]), context_g, coefficients, method)
         options = dict(entry_a[1])
+        sizes_a, sizes_b = _sizes(entry_a[1]), _sizes(entry_b[1])
+        sizes = None if sizes_a == sizes_b else (sizes_a, sizes_b)
+        options[SEQUENCE_MARKER] = SequenceMarker(tuple(coefficients), sizes)
         pooled_a, pooled_b = entry_a[1].get("pooled_output"), entry_b[1].get("pooled_output")
         if pooled_a is not None and pooled_b is not None:
             pooled_g = entry_g[1].get("pooled_output") if entry_g is not None else None
@@ -95,6 +121,11 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
     return result
 
 
+def _sizes(options: dict) -> dict:
+    """The size conditioning keys an entry sets explicitly."""
+    return {key: options[key] for key in SIZE_KEYS if key in options}
+
+
 def select_frames(conditioning, frame_indices):
     """The rows of a per-frame CONDITIONING that belong to `frame_indices` (for chunked sampling)."""
     index = torch.tensor(frame_indices)
@@ -105,6 +136,8 @@ def select_frames(conditioning, frame_indices):
         pooled = options.get("pooled_output")
         if pooled is not None and pooled.shape[0] == frames:
             options["pooled_output"] = pooled[index]
+        if options.get(SEQUENCE_MARKER) is not None:
+            options[SEQUENCE_MARKER] = options[SEQUENCE_MARKER].select(frame_indices)
         selected.append([context[index] if frames > 1 else context, options])
     return selected
 

@@ -67,8 +67,12 @@ class SequenceNoise:
     """A NOISE for SamplerCustomAdvanced: slerp between the noise of two seeds along the schedule."""
 
     def __init__(self, coefficients, seed_a: int, seed_b: int | None = None, node_name: str = "AID Latent"):
+        from .step_noise import SequenceSeed
+
         self.coefficients = tuple(coefficients)
-        self.seed = seed_a
+        # SamplerCustomAdvanced passes `seed` on as the run's seed: carrying seed_b in it lets the
+        # stochastic samplers' step noise slerp between both seeds too (samplers/step_noise.py).
+        self.seed = SequenceSeed(seed_a, seed_b)
         self.seed_b = seed_b
         self.node_name = node_name
 

@@ -7,7 +7,6 @@ those of the first and are dropped.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 
@@ -16,14 +15,10 @@ import torch
 from ..attention.install import install_interpolation
 from ..attention.interpolation import DEFAULT_MODE
 from ..attention.patch import InterpolationSettings
+from .branches import install_positive_branch_marker
 from .conditioning import select_frames
-from .noise import slerp
-
-# Stochastic samplers whose default step noise is a Brownian tree, with its `cpu` flag.
-BROWNIAN_SAMPLERS = {
-    "dpmpp_sde": True, "dpmpp_2m_sde": True, "dpmpp_2m_sde_heun": True, "dpmpp_3m_sde": True,
-    "dpmpp_sde_gpu": False, "dpmpp_2m_sde_gpu": False, "dpmpp_2m_sde_heun_gpu": False, "dpmpp_3m_sde_gpu": False,
-}
+from .sequence_run import install_sequence_run
+from .step_noise import SequenceSeed
 
 
 @dataclass(frozen=True)
@@ -50,15 +45,20 @@ def interpolation_settings(model, coefficients, options: InterpolationOptions, n
 def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None):
     """A clone of `model` with interpolation patches for a batch of frames with these coefficients.
 
-    `image_endpoints` (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every
-    cross-attention layer, inside the same patch.
+    Besides the attention patches it gets the run wrappers every sampler goes through: the positive
+    branch marker (samplers/branches.py) and the sequence checks, per-frame size conditioning and
+    shared step noise (samplers/sequence_run.py). `image_endpoints`
+    (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
+    layer, inside the same patch.
     """
     clone = model.clone()
     branches = None
     if image_endpoints is not None:
-        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode)
+        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, coefficients)
     install_interpolation(clone, interpolation_settings(model, coefficients, options, node_name), options.layers,
                           image_branches=branches)
+    install_positive_branch_marker(clone, node_name)
+    install_sequence_run(clone, coefficients, node_name)
     return clone
 
 
@@ -80,54 +80,6 @@ def plan_chunks(frames: int, max_frames_per_batch: int) -> list[list[int]]:
         chunks.append([0] + interior[start:end] + [frames - 1])
         start = end
     return chunks
-
-
-class SharedStepNoise:
-    """Step noise of stochastic samplers, shared across frames: slerp(n_A, n_B, t_f) per step.
-
-    n_A is exactly what the sampler would draw for a one-image run with seed A (default Gaussian
-    or Brownian-tree source), so endpoints still equal plain generations and every frame sees
-    the same noise, as at the start.
-    """
-
-    def __init__(self, sampler_name, row, sigmas, coefficients, seed_a, seed_b=None):
-        self.sampler_name = sampler_name
-        self.row = row
-        self.sigmas = sigmas
-        self.coefficients = tuple(coefficients)
-        self.seeds = (seed_a,) if seed_b is None or seed_b == seed_a else (seed_a, seed_b)
-        self._sources = None
-
-    def _source(self, seed):
-        import comfy.k_diffusion.sampling as k_sampling
-
-        if self.sampler_name in BROWNIAN_SAMPLERS:
-            positive = self.sigmas[self.sigmas > 0]
-            return k_sampling.BrownianTreeNoiseSampler(self.row, positive.min(), self.sigmas.max(), seed=seed,
-                                                       cpu=BROWNIAN_SAMPLERS[self.sampler_name])
-        return k_sampling.default_noise_sampler(self.row, seed=seed)
-
-    def __call__(self, sigma, sigma_next):
-        if self._sources is None:
-            self._sources = [self._source(seed) for seed in self.seeds]
-        noises = [source(sigma, sigma_next) for source in self._sources]
-        frames = len(self.coefficients)
-        if len(noises) == 1:
-            return noises[0].repeat(frames, *([1] * (noises[0].dim() - 1)))
-        return torch.cat([slerp(noises[0], noises[1], t) for t in self.coefficients], dim=0)
-
-
-def _sampler_with_shared_noise(sampler_name, row, sigmas, coefficients, seed_a, seed_b):
-    """ComfyUI's sampler object for `sampler_name`, given SharedStepNoise if it draws step noise."""
-    import comfy.samplers
-
-    sampler = comfy.samplers.sampler_object(sampler_name)
-    function = getattr(sampler, "sampler_function", None)
-    if function is not None and "noise_sampler" in inspect.signature(function).parameters:
-        options = dict(sampler.extra_options)
-        options["noise_sampler"] = SharedStepNoise(sampler_name, row, sigmas, coefficients, seed_a, seed_b)
-        sampler = comfy.samplers.KSAMPLER(function, options, sampler.inpaint_options)
-    return sampler
 
 
 @dataclass
@@ -173,9 +125,7 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
                                            denoise=request.denoise, model_options=model_chunk.model_options)
         sigmas = ksampler.sigmas
         steps_this_run = len(sigmas) - 1
-        row = torch.zeros_like(request.latent[:1]).to(model_chunk.load_device)
-        sampler = _sampler_with_shared_noise(request.sampler_name, row, sigmas, coefficients, request.seed,
-                                             request.seed_b)
+        sampler = comfy.samplers.sampler_object(request.sampler_name)
         middle = len(chunk) // 2
         offset = chunk_number * steps_this_run
         total = steps_this_run * len(chunks)
@@ -190,7 +140,7 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
             model_chunk, request.noise[index], select_frames(request.positive, chunk), request.negative,
             request.cfg, model_chunk.load_device, sampler, sigmas, model_chunk.model_options,
             latent_image=request.latent[index], callback=callback,
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=request.seed)
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=SequenceSeed(request.seed, request.seed_b))
         samples = samples.to(comfy.model_management.intermediate_device())
         for position, frame in enumerate(chunk):
             if chunk_number == 0 or frame not in (0, frames - 1):

@@ -166,6 +166,26 @@ def test_latent_batch_other_than_schedule_stops_with_clear_error(sd15_tiny, prom
         ksample(positive, latent={"samples": torch.zeros(4, 4, 8, 8)}, model=model)
 
 
+@pytest.mark.parametrize("conditioning_coefficients,expected", [
+    (linear_coefficients(7), "with a 7-frame schedule, the model from a 5-frame one"),
+    (linear_coefficients(5), "with other coefficients than the model's")], ids=["frame count", "coefficients"])
+def test_conditioning_from_another_schedule_stops_before_sampling(sd15_tiny, prompts, ksample,
+                                                                   conditioning_coefficients, expected):
+    """ComfyUI would trim or tile the rows to the latent batch, so the 'endpoint' rows would carry other prompts."""
+    from aid_harness.unet_rows import counting_model
+
+    sched = schedule(coefficients=(0.0, 0.1, 0.5, 0.9, 1.0))
+    model = ApplyAID().apply(sd15_tiny[0], sched, "fused outer", "self and cross", 0.0, 0.5)[0]
+    model, counter = counting_model(model)
+    positive = AIDConditioning().build(prompts["a"], prompts["b"], schedule(coefficients=conditioning_coefficients))[0]
+    latent = AIDLatent().build(SIZE, SIZE, sched, seed=0)[0]
+    with pytest.raises(AIDInputError, match=r"Apply AID: input 'schedule': the prompts come from AID Conditioning "
+                                            + expected + r".*Fix: connect the same AID Schedule to AID "
+                                            r"Conditioning, AID Latent and Apply AID\."):
+        ksample(positive, latent=latent, model=model)
+    assert counter.calls == [], "nothing was sampled"
+
+
 def test_conditioning_from_another_model_family_is_refused(sd15_tiny, prompts):
     from aid_harness.models import sdxl_conditioning
 

@@ -258,7 +258,7 @@ def test_ipadapter_plus_patch_is_chained_not_dropped(sd15_tiny, prompts, ksample
     patched.set_model_attn2_replace(foreign, "input", 1)  # IPAdapter_plus uses 2-tuple keys on SD1.5
     model = ApplyAID().apply(patched, schedule(3), "fused outer", "self and cross", 0.0, 0.5,
                              image_endpoints=morph_base[0])[0]
-    installed = model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1, 0)]
+    installed = model.model_options["transformer_options"]["patches_replace"]["attn2"][("input", 1)]
     assert isinstance(installed, InterpolationPatch) and isinstance(installed.previous, ForeignImagePatch)
     assert installed.image_branch is not None
     ForeignImagePatch.calls = 0

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from aid_harness import models as M
+from aid_pack.attention.branches import POSITIVE_UUIDS
 from aid_pack.attention.image_prompt import (ImageEndpoints, ImagePromptBranch, ImagePromptMismatchError,
                                              ImageProjModel, Resampler)
 from aid_pack.attention.interpolation import fused_inner, fused_outer
@@ -28,8 +29,16 @@ def attention(q, k, v):
 
 
 def options(chunks):
+    """extra_options of a call whose chunks are positive where `chunks` is 0 (as the branch marker says)."""
+    uuids = [f"entry-{c}" for c in range(len(chunks))]
     return {"n_heads": HEADS, "dim_head": DIM, "attn_precision": None, "cond_or_uncond": chunks,
-            "sigmas": torch.tensor([5.0] * len(COEFFICIENTS))}
+            "sigmas": torch.tensor([5.0] * len(COEFFICIENTS)), "uuids": uuids,
+            POSITIVE_UUIDS: frozenset(u for u, kind in zip(uuids, chunks) if kind == 0)}
+
+
+def positive(chunks):
+    """The image branch's per-chunk positive flags for `chunks` (0 = positive)."""
+    return [kind == 0 for kind in chunks]
 
 
 def token_sets(seed=0):
@@ -47,7 +56,7 @@ def test_morph_branch_rows(comfy, interpolation_mode):
     kv = token_sets()
     branch = ImagePromptBranch("morph", 0.7, interpolation_mode, kv)
     q = queries(2)
-    out = branch(q, options([1, 0]), [1, 0], COEFFICIENTS, True)
+    out = branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, True)
     frames, t = len(COEFFICIENTS), torch.tensor(COEFFICIENTS)
     uncond, cond = out[:frames], out[frames:]
     assert torch.allclose(uncond, 0.7 * attention(q[:frames], *kv["uncond"]), atol=1e-5)
@@ -61,7 +70,7 @@ def test_morph_branch_rows(comfy, interpolation_mode):
         expected = formula(qc[f:f + 1], k_own, v_own, k_a, v_a, k_b, v_b, t[f:f + 1], attention)
         assert torch.allclose(cond[f], 0.7 * expected[0], atol=1e-5)
     # outside the active range the interior frames attend to their own lerped tokens only
-    plain = branch(q, options([1, 0]), [1, 0], COEFFICIENTS, False)[frames:]
+    plain = branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, False)[frames:]
     k_own, v_own = torch.lerp(k_a, k_b, t[2]), torch.lerp(v_a, v_b, t[2])
     assert torch.allclose(plain[2], 0.7 * attention(qc[2:3], k_own, v_own)[0], atol=1e-5)
     assert torch.allclose(plain[[0, -1]], cond[[0, -1]], atol=1e-6)
@@ -73,7 +82,7 @@ def test_image_control_branch_scales_image_b_by_t(comfy, chunks):
     branch = ImagePromptBranch("image-control", 1.5, "fused outer", kv)
     q = queries(len(chunks))
     for interpolating in (True, False):
-        out = branch(q, options(chunks), chunks, COEFFICIENTS, interpolating)
+        out = branch(q, options(chunks), positive(chunks), COEFFICIENTS, interpolating)
         frames = len(COEFFICIENTS)
         t = torch.tensor(COEFFICIENTS).reshape(-1, 1, 1)
         for c, kind in enumerate(chunks):
@@ -91,7 +100,7 @@ def test_branch_is_added_to_the_text_attention_in_the_patch(comfy):
     k = v = queries(2, seed=5)
     without = InterpolationPatch(InterpolationSettings(COEFFICIENTS))(q, k, v, options([1, 0]))
     got = patch(q, k, v, options([1, 0]))
-    assert torch.allclose(got, without + branch(q, options([1, 0]), [1, 0], COEFFICIENTS, True), atol=1e-6)
+    assert torch.allclose(got, without + branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, True), atol=1e-6)
 
 
 def test_branch_moves_with_the_model_and_is_shared_by_clones(comfy):
@@ -105,7 +114,7 @@ def test_branch_moves_with_the_model_and_is_shared_by_clones(comfy):
     assert all(k.device.type == "cpu" for k, _ in on_cpu.image_branch.keys_values.values())
     # fp16 values meet fp32 queries: cast per call
     q = queries(1)
-    assert half(q, options([0]), [0], COEFFICIENTS, True).dtype == torch.float32
+    assert half(q, options([0]), positive([0]), COEFFICIENTS, True).dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The replace patch: which rows it interpolates, when, at which keys, and how it coexists with others."""
+import copy
+
 import pytest
 import torch
 
+from aid_pack.attention.branches import POSITIVE_UUIDS, UnknownBranchError
 from aid_pack.attention.install import existing_replace_patch, install_interpolation, transformer_block_keys
 from aid_pack.attention.interpolation import fused_outer
 from aid_pack.attention.patch import FrameCountError, InterpolationPatch, InterpolationSettings
@@ -20,8 +23,11 @@ def sdpa(q, k, v):
 
 
 def options(cond_or_uncond, sigma=5.0):
+    """extra_options of a call whose chunks are positive where cond_or_uncond is 0 (as the branch marker says)."""
+    uuids = [f"entry-{c}" for c in range(len(cond_or_uncond))]
     return {"n_heads": HEADS, "dim_head": DIM, "attn_precision": None, "cond_or_uncond": cond_or_uncond,
-            "sigmas": torch.tensor([sigma] * len(COEFFICIENTS))}
+            "sigmas": torch.tensor([sigma] * len(COEFFICIENTS)), "uuids": uuids,
+            POSITIVE_UUIDS: frozenset(u for u, kind in zip(uuids, cond_or_uncond) if kind == 0)}
 
 
 def qkv(chunks, seed=0):
@@ -126,7 +132,10 @@ def test_every_installed_key_fires_during_sampling(comfy, sd15_tiny):
     import comfy.sample
 
     model = sd15_tiny[0].clone()
+    from aid_pack.samplers.branches import install_positive_branch_marker
+
     install_interpolation(model, InterpolationSettings((0.0, 0.5, 1.0)))
+    install_positive_branch_marker(model, "test")
     fired = set()
     replace = model.model_options["transformer_options"]["patches_replace"]
     for name, patches in replace.items():
@@ -135,12 +144,14 @@ def test_every_installed_key_fires_during_sampling(comfy, sd15_tiny):
                 fired.add((name, eo["block"][0], eo["block"][1], eo["block_index"]))
                 return patch(q, k, v, eo)
             patches[key] = spy
-    installed = {(name,) + key for name, patches in replace.items() for key in patches}
+    layers = {(name, *key) for name in ("attn1", "attn2") for key in transformer_block_keys(model.model.diffusion_model)}
     latent = torch.zeros(3, 4, 8, 8)
     positive = [[torch.randn(3, 77, 768), {}]]
     comfy.sample.sample(model, torch.randn_like(latent), 1, 5.0, "euler", "normal", positive,
                         [[torch.randn(1, 77, 768), {}]], latent, disable_pbar=True)
-    assert fired == installed and len(installed) == 2 * len(transformer_block_keys(model.model.diffusion_model))
+    assert fired == layers
+    # SD1.x blocks hold one layer each: the patches sit on the 2-tuple keys IPAdapter_plus and PAG use
+    assert all(len(key) == 2 for patches in replace.values() for key in patches)
 
 
 def test_foreign_patch_is_chained_and_own_patch_replaced(comfy, sd15_tiny):
@@ -169,5 +180,73 @@ def test_patch_survives_model_clone_and_device_moves(comfy, sd15_tiny):
     install_interpolation(model, InterpolationSettings((0.0, 0.5, 1.0)))
     patch = existing_replace_patch(model.model_options, "attn1", ("input", 1, 0))
     clone = model.clone()
-    assert existing_replace_patch(clone.model_options, "attn1", ("input", 1, 0)) is patch
+    copied = existing_replace_patch(clone.model_options, "attn1", ("input", 1, 0))
+    assert isinstance(copied, InterpolationPatch) and copied.settings is patch.settings
     assert patch.to(torch.device("cpu")) is patch and patch.to(torch.float16) is patch
+
+
+def test_positive_chunks_come_from_the_marked_uuids_not_the_list_index(comfy):
+    """DualCFGGuider-like call: cond_or_uncond [0, 1, 2] where only the entry of index 2 is positive."""
+    q, k, v = qkv(3)
+    extra = options([0, 1, 2])
+    extra[POSITIVE_UUIDS] = frozenset({extra["uuids"][2]})
+    out = InterpolationPatch(InterpolationSettings(COEFFICIENTS))(q, k, v, extra)
+    frames = len(COEFFICIENTS)
+    plain = sdpa(q, k, v)
+    assert torch.allclose(out[:2 * frames], plain[:2 * frames], atol=1e-5), "index 0 and 1 are not positive here"
+    assert not torch.allclose(out[2 * frames + 1:3 * frames - 1], plain[2 * frames + 1:3 * frames - 1], atol=1e-3)
+
+
+def test_a_call_without_the_branch_marker_is_refused(comfy):
+    q, k, v = qkv(2)
+    extra = options([1, 0])
+    del extra[POSITIVE_UUIDS]
+    with pytest.raises(UnknownBranchError, match=r"Apply AID: the model was called outside a ComfyUI sampling run"):
+        InterpolationPatch(InterpolationSettings(COEFFICIENTS))(q, k, v, extra)
+
+
+def ip_term(out, q, k, v, extra_options, scale=1.0, **kwargs):
+    """An IPAdapter_plus-style added term: depends on the queries only."""
+    return scale * torch.tanh(q)
+
+
+def test_added_terms_follow_the_attn2replace_protocol(comfy):
+    q, k, v = qkv(2)
+    patch = InterpolationPatch(InterpolationSettings(COEFFICIENTS))
+    alone = patch(q, k, v, options([1, 0]))
+    patch.add(ip_term, scale=0.5, sigma_start=8.0, sigma_end=1.0)
+    assert torch.allclose(patch(q, k, v, options([1, 0], sigma=5.0)), alone + 0.5 * torch.tanh(q), atol=1e-6)
+    assert torch.allclose(patch(q, k, v, options([1, 0], sigma=9.0)), alone, atol=1e-6), "outside its sigma range"
+    # a clone's patch gets its own list: .add() on the clone leaves the original model alone
+    clone = copy.deepcopy(patch)
+    clone.add(ip_term, scale=1.0, sigma_start=8.0, sigma_end=1.0)
+    assert len(patch.added) == 1 and len(clone.added) == 2
+
+
+def test_to_is_passed_on_to_the_chained_patch(comfy):
+    class Movable:
+        def __init__(self, where=None):
+            self.where = where
+
+        def to(self, target):
+            return Movable(target)
+
+        def __call__(self, q, k, v, extra_options):
+            return sdpa(q, k, v)
+
+    patch = InterpolationPatch(InterpolationSettings(COEFFICIENTS), previous=Movable())
+    moved = patch.to(torch.float16)
+    assert moved.previous.where == torch.float16 and patch.previous.where is None
+
+
+def test_chained_patch_sees_the_plain_batch_last(comfy):
+    """A previous patch that records what it sees (SAG keeps the uncond attention) records plain attention."""
+    seen = []
+
+    def recording(q, k, v, extra_options):
+        seen.append(k.shape[1])
+        return sdpa(q, k, v)
+
+    q, k, v = qkv(2)
+    InterpolationPatch(InterpolationSettings(COEFFICIENTS), previous=recording)(q, k, v, options([1, 0]))
+    assert seen[-1] == k.shape[1] and len(seen) == 3

@@ -30,6 +30,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AID_CACHE_DIR", REPO / ".cache")).resolve()
 
 
+def peers_dir() -> Path:
+    """Unmodified snapshots of packs users combine with this one: $AID_PEERS_DIR, else ../shared/peers."""
+    return Path(os.environ.get("AID_PEERS_DIR", REPO.parent / "shared" / "peers")).resolve()
+
+
+def load_peer_pack(folder_name: str):
+    """Import a peer pack from peers_dir() in this (booted) process, as ComfyUI imports a custom node folder.
+
+    Returns its module, or None when the snapshot is not there.
+    """
+    import importlib.util
+
+    folder = peers_dir() / folder_name
+    if not (folder / "__init__.py").is_file():
+        return None
+    name = "aid_peer_" + folder_name.replace("-", "_")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                      submodule_search_locations=[str(folder)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _is_comfyui(path: Path) -> bool:
     return (path / "main.py").is_file() and (path / "comfy").is_dir() and (path / "nodes.py").is_file()
 

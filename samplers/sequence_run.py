@@ -1,0 +1,69 @@
+"""What every sampling run of an AID-patched model does before its first step (a SAMPLER_SAMPLE wrapper).
+
+Whatever node samples the patched model (AID Sampler, KSampler, SamplerCustomAdvanced, another
+pack's sampler going through ComfyUI's guiders), the run:
+- stops before any work when the latent batch or the sequence CONDITIONING was made for another
+  schedule than the patched model (ComfyUI would silently trim or tile the rows, so "endpoint"
+  rows would carry the wrong prompt);
+- gives each frame its own SDXL size conditioning (samplers/frame_sizes.py);
+- shares the step noise of stochastic samplers across frames (samplers/step_noise.py).
+"""
+from __future__ import annotations
+
+from ..errors import AIDInputError
+from .conditioning import SEQUENCE_MARKER
+from .frame_sizes import apply_frame_sizes
+from .step_noise import shared_step_noise
+
+WRAPPER_KEY = "aid.sequence_run"
+
+
+def _frames(count: int) -> str:
+    return f"{count} frame" + ("" if count == 1 else "s")
+
+
+class SequenceRun:
+    """SAMPLER_SAMPLE wrapper for a model patched for a batch with these coefficients."""
+
+    def __init__(self, coefficients, node_name: str):
+        self.coefficients = tuple(coefficients)
+        self.node_name = node_name
+
+    def __call__(self, executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
+        self.check_batch(noise.shape[0])
+        for prompt_type, entries in guider.conds.items():
+            for index, entry in enumerate(entries or []):
+                self.check_marker(entry.get(SEQUENCE_MARKER))
+                entries[index] = apply_frame_sizes(guider.inner_model, entry, prompt_type, noise)
+        with shared_step_noise(executor.class_obj, noise, sigmas, self.coefficients, extra_args.get("seed")):
+            return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
+
+    def check_batch(self, frames: int) -> None:
+        """The latent batch holds one row per frame of the schedule."""
+        expected = len(self.coefficients)
+        if frames != expected:
+            raise AIDInputError(self.node_name, "schedule", f"the sampled latent batch has {_frames(frames)} but "
+                                f"the schedule has {expected}.", "make the latent with AID Latent from the same "
+                                "schedule (or set the schedule's frames to the batch size).")
+
+    def check_marker(self, marker) -> None:
+        """A sequence CONDITIONING in the run was made from the same schedule as the patched model."""
+        if marker is None or tuple(marker.coefficients) == self.coefficients:
+            return
+        made, expected = len(marker.coefficients), len(self.coefficients)
+        problem = (f"the prompts come from AID Conditioning with a {made}-frame schedule, the model from a "
+                   f"{expected}-frame one." if made != expected else
+                   f"the prompts come from AID Conditioning with other coefficients than the model's "
+                   f"({', '.join(f'{t:.3g}' for t in marker.coefficients)} against "
+                   f"{', '.join(f'{t:.3g}' for t in self.coefficients)}).")
+        raise AIDInputError(self.node_name, "schedule", problem,
+                            "connect the same AID Schedule to AID Conditioning, AID Latent and Apply AID.")
+
+
+def install_sequence_run(model, coefficients, node_name: str) -> None:
+    """Add a SequenceRun to a ModelPatcher clone, replacing one an earlier AID patch added."""
+    import comfy.patcher_extension
+
+    kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
+    model.remove_wrappers_with_key(kind, WRAPPER_KEY)
+    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(coefficients, node_name))
