@@ -6,10 +6,12 @@ where the image tokens [T_img, context] come from CLIP-vision output through an 
 (ImageProjModel for base adapters, Resampler for plus adapters). Here the image term becomes an
 `image_branch` of the attention patch (attention/patch.py), with two ways of making a sequence:
 
-- morph: endpoint A's tokens from image A, B's from image B. Frame f's own tokens are
-  lerp(tokens_A, tokens_B, t_f) (as its text condition is a lerp); while interpolation is active
-  its image attention is interpolated like the text branch (fused outer by default), otherwise
-  plain attention over its own tokens. Endpoints get plain IP-Adapter attention of their image.
+- morph: endpoint A's tokens from image A, B's from image B. Frame f's own tokens are the
+  projection of lerp(CLIP embeds of A, CLIP embeds of B, t_f), as the reference interpolates the
+  CLIP image embeddings before the (nonlinear: LayerNorm, Resampler) projection model; while
+  interpolation is active its image attention is interpolated like the text branch (fused outer
+  by default), otherwise plain attention over its own tokens. Endpoints get plain IP-Adapter
+  attention of their image.
 - image-control: endpoint A has no image, B has image B; frame f adds t_f * s * Attn(Q, K_B, V_B).
   This is outer interpolation between "no image term" and B's image term, so frame 0 is the
   text-only generation and the last frame a plain IP-Adapter generation at scale s.
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .install import transformer_block_keys
-from .interpolation import interpolate, interpolated_keys
+from .interpolation import interpolate
 from .patch import comfy_attention
 
 IMAGE_MODES = ("morph", "image-control")
@@ -150,34 +152,37 @@ class IPAdapter:
     def plus(self) -> bool:
         return self.clip_input == "penultimate_hidden_states"
 
-    @torch.no_grad()
-    def project(self, states: torch.Tensor) -> torch.Tensor:
-        """CLIP-vision states of one endpoint -> its image tokens [T_img, context] (float32, CPU).
+    def endpoint_states(self, states: torch.Tensor) -> torch.Tensor:
+        """CLIP-vision states of one endpoint's images -> the adapter's input [1, ...] (float32, CPU).
 
-        Several images in a batch are averaged before the projection (one set of tokens per endpoint).
+        Several images in a batch are averaged (one image prompt per endpoint).
         """
         if states.shape[-1] != self.clip_width:
             raise ImagePromptMismatchError(
                 f"the {self.variant} IP-Adapter needs {self.clip_width}-wide CLIP-vision {self.clip_input}, the "
                 f"CLIP vision model gives {states.shape[-1]}-wide ones ({clip_vision_hint(self)}).")
-        mean = states.float().cpu().mean(dim=0, keepdim=True)
-        return self.image_proj(mean)[0]
+        return states.float().cpu().mean(dim=0, keepdim=True)
 
-    def endpoint_tokens(self, encode, image_a, image_b):
-        """(tokens_A or None, tokens_B, uncond tokens) from IMAGE batches [B, H, W, 3].
+    @torch.no_grad()
+    def project(self, states: torch.Tensor) -> torch.Tensor:
+        """Adapter inputs [N, ...] -> image tokens [N, T_img, context] through the image projection."""
+        return self.image_proj(states.float())
+
+    def endpoint_inputs(self, encode, image_a, image_b):
+        """(states_A or None, states_B, uncond states): the adapter's inputs, from IMAGE batches [B, H, W, 3].
 
         `encode(images, name)` returns CLIP-vision output `name` (image_embeds or
-        penultimate_hidden_states) of each IMAGE batch in the list. Uncond tokens are the projection
-        of zero embeds (base) or of a black image's states (plus), as IP-Adapter was trained.
+        penultimate_hidden_states) of each IMAGE batch in the list. The uncond input is zero embeds
+        (base) or a black image's states (plus), as IP-Adapter was trained.
         """
         images = [image_b] + ([] if image_a is None else [image_a])
         if self.plus:
             images.append(torch.zeros_like(image_b[:1]))  # black at any size is black after CLIP's resize
         states = encode(images, self.clip_input)
-        tokens_b = self.project(states[0])
-        tokens_a = None if image_a is None else self.project(states[1])
-        uncond = self.project(states[-1] if self.plus else torch.zeros_like(states[0]))
-        return tokens_a, tokens_b, uncond
+        states_b = self.endpoint_states(states[0])
+        states_a = None if image_a is None else self.endpoint_states(states[1])
+        uncond = self.endpoint_states(states[-1]) if self.plus else torch.zeros_like(states_b)
+        return states_a, states_b, uncond
 
 
 def clip_vision_hint(adapter: IPAdapter) -> str:
@@ -213,15 +218,36 @@ class ImageEndpoints:
     mode: str  # "morph" or "image-control"
     weight: float
     adapter: IPAdapter
-    tokens_a: torch.Tensor | None  # [T_img, context]; None in image-control
-    tokens_b: torch.Tensor
-    tokens_uncond: torch.Tensor
+    states_a: torch.Tensor | None  # adapter input of image A: [1, width] or [1, 257, width]; None in image-control
+    states_b: torch.Tensor
+    states_uncond: torch.Tensor
 
     def __post_init__(self):
         if self.mode not in IMAGE_MODES:
             raise ValueError(f"unknown image mode '{self.mode}', expected one of {', '.join(IMAGE_MODES)}.")
-        if (self.mode == "morph") != (self.tokens_a is not None):
-            raise ValueError("morph needs image tokens for both endpoints; image-control has none for A.")
+        if (self.mode == "morph") != (self.states_a is not None):
+            raise ValueError("morph needs image prompts for both endpoints; image-control has none for A.")
+
+    @property
+    def tokens_a(self) -> torch.Tensor | None:
+        """Endpoint A's image tokens [T_img, context] (None in image-control)."""
+        return None if self.states_a is None else self.adapter.project(self.states_a)[0]
+
+    @property
+    def tokens_b(self) -> torch.Tensor:
+        """Endpoint B's image tokens [T_img, context]."""
+        return self.adapter.project(self.states_b)[0]
+
+    @property
+    def tokens_uncond(self) -> torch.Tensor:
+        """The negative branch's image tokens [T_img, context]."""
+        return self.adapter.project(self.states_uncond)[0]
+
+    def frame_tokens(self, coefficients) -> torch.Tensor:
+        """Morph: each frame's own image tokens [F, T_img, context], projections of lerp(A, B, t_f) inputs."""
+        t = torch.tensor(coefficients, dtype=torch.float32).reshape(-1, *([1] * (self.states_a.dim() - 1)))
+        return self.adapter.project(torch.lerp(self.states_a.expand(len(coefficients), *self.states_a.shape[1:]),
+                                               self.states_b.expand(len(coefficients), *self.states_b.shape[1:]), t))
 
     def check_model(self, diffusion_model) -> list[tuple[tuple, int, int]]:
         """The model's cross-attention layers, after checking they are the ones the adapter was made for."""
@@ -244,15 +270,20 @@ class ImageEndpoints:
         return layers
 
     @torch.no_grad()
-    def branches(self, diffusion_model, interpolation_mode: str, coefficients=None) -> dict:
-        """One ImagePromptBranch per cross-attention layer key; K/V of every token set projected once here."""
-        token_sets = {"b": self.tokens_b, "uncond": self.tokens_uncond}
-        if self.tokens_a is not None:
-            token_sets["a"] = self.tokens_a
+    def branches(self, diffusion_model, interpolation_mode: str, coefficients) -> dict:
+        """One ImagePromptBranch per cross-attention layer key for a batch of frames with these coefficients.
+
+        K/V of every token set are projected once here: [1, T_img, inner] for "a", "b", "uncond", and
+        [F, T_img, inner] for the frames' own tokens ("own", morph only).
+        """
+        token_sets = {"b": self.tokens_b[None], "uncond": self.tokens_uncond[None]}
+        if self.mode == "morph":
+            token_sets["a"] = self.tokens_a[None]
+            token_sets["own"] = self.frame_tokens(coefficients)
         branches = {}
         for (key, _, _), (w_k, w_v) in zip(self.check_model(diffusion_model), self.adapter.layers):
             w_k, w_v = w_k.float(), w_v.float()
-            keys_values = {name: (F.linear(tokens.float(), w_k)[None], F.linear(tokens.float(), w_v)[None])
+            keys_values = {name: (F.linear(tokens.float(), w_k), F.linear(tokens.float(), w_v))
                            for name, tokens in token_sets.items()}
             branches[key] = ImagePromptBranch(self.mode, float(self.weight), interpolation_mode, keys_values)
         return branches
@@ -267,9 +298,10 @@ class ImageEndpoints:
 class ImagePromptBranch:
     """Image attention term of one attn2 layer; returns weight * (image attention) shaped like q.
 
-    keys_values: {"a", "b", "uncond"} -> (K [1, T_img, inner], V [1, T_img, inner]) already projected
-    with this layer's to_k_ip / to_v_ip ("a" only in morph). Image key sets are short (4 or 16 tokens),
-    so fused modes always join them in one attention call, whatever the patch's fusion setting.
+    keys_values: {"a", "b", "uncond"} -> (K [1, T_img, inner], V [1, T_img, inner]) and "own" ->
+    (K [F, T_img, inner], V likewise), already projected with this layer's to_k_ip / to_v_ip ("a" and
+    "own" only in morph). Image key sets are short (4 or 16 tokens), so fused modes always join them
+    in one attention call, whatever the patch's fusion setting.
     """
 
     mode: str
@@ -320,7 +352,7 @@ class ImagePromptBranch:
         if not positive:
             return _shared_attention(attention, q, *self._get("uncond", q))
         (k_a, v_a), (k_b, v_b) = self._get("a", q), self._get("b", q)
-        k_own, v_own = interpolated_keys(k_a, v_a, k_b, v_b, t)  # frame f's own tokens: lerp(A, B, t_f)
+        k_own, v_own = self._get("own", q)  # frame f's own tokens: projection of lerp(A, B, t_f) inputs
         out = attention(q, k_own, v_own)
         if interpolating and q.shape[0] > 2:
             inner = slice(1, q.shape[0] - 1)

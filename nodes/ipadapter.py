@@ -135,12 +135,12 @@ class AIDIPAdapterEndpoints:
                                 "the text-only generation), so image_a would be ignored.",
                                 "disconnect image_a, or choose mode morph.")
         try:
-            tokens_a, tokens_b, uncond = ipadapter.endpoint_tokens(
+            states_a, states_b, uncond = ipadapter.endpoint_inputs(
                 lambda images, name: encode_images(clip_vision, images, name), image_a, image_b)
         except ImagePromptMismatchError as error:
             raise AIDInputError(ENDPOINTS_NAME, "clip_vision", str(error),
                                 "load the CLIP vision model the IP-Adapter was trained with.") from None
-        return (ImageEndpoints(mode, float(weight), ipadapter, tokens_a, tokens_b, uncond),)
+        return (ImageEndpoints(mode, float(weight), ipadapter, states_a, states_b, uncond),)
 
 
 NODE_CLASS_MAPPINGS = {"AIDIPAdapterLoader": AIDIPAdapterLoader, "AIDIPAdapterEndpoints": AIDIPAdapterEndpoints}

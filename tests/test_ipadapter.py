@@ -190,12 +190,35 @@ def test_morph_interior_frames_are_finite_and_new(morph_base):
     assert not close(frames[1], frames[2], rel=1e-2)
 
 
+@pytest.mark.parametrize("variant", ["sd15", "sd15_plus"])
+def test_morph_interior_image_prompt_projects_the_interpolated_clip_embeddings(variant, tiny_adapter, clip_vision,
+                                                                               images, clip_states):
+    """As the reference: frame f's own image tokens = projection(lerp(CLIP embeds A, B, t_f)), not a lerp of tokens.
+
+    The projection is nonlinear (LayerNorm; the plus Resampler), so the two differ; the size of the
+    difference on these random weights is printed for the README.
+    """
+    endpoints = endpoints_node(tiny_adapter, clip_vision, images, variant, "morph")
+    w = image_proj_weights(tiny_adapter(variant)[1])
+    coefficients = (0.0, 0.25, 0.5, 1.0)
+    own = endpoints.frame_tokens(coefficients)
+    source = 0 if variant == "sd15" else 1
+    for f, t in enumerate(coefficients):
+        mixed = torch.lerp(clip_states["a"][source], clip_states["b"][source], t)
+        expected = direct_image_proj(w, mixed, 4)[0] if variant == "sd15" else direct_resampler(w, mixed)[0]
+        assert torch.allclose(own[f], expected, atol=1e-4, rtol=1e-3), f
+    lerped_tokens = torch.lerp(endpoints.tokens_a, endpoints.tokens_b, 0.5)
+    difference = float((own[2] - lerped_tokens).norm() / lerped_tokens.norm())
+    print(f"\n{variant}: relative difference of projecting the t=0.5 embeddings vs lerping tokens: {difference:.3f}")
+    assert difference > 1e-3, "the projection is nonlinear, so the reference's order matters"
+
+
 def test_morph_with_the_same_image_at_both_ends_is_text_interpolation_plus_that_image(
         sd15_tiny, prompts, ksample, tiny_adapter, clip_states, morph_base):
     """With A's image at both ends every frame's image tokens are A's: endpoint B is prompt B with image A."""
     endpoints = morph_base[0]
-    same = ImageEndpoints("morph", WEIGHT, endpoints.adapter, endpoints.tokens_a, endpoints.tokens_a,
-                          endpoints.tokens_uncond)
+    same = ImageEndpoints("morph", WEIGHT, endpoints.adapter, endpoints.states_a, endpoints.states_a,
+                          endpoints.states_uncond)
     frames = aid_sample(sd15_tiny[0], prompts, 3, same)
     tokens = reference_tokens("sd15", tiny_adapter("sd15")[1], clip_states)
     reference = reference_model(sd15_tiny[0], tiny_adapter("sd15")[1], tokens["a"], tokens["uncond"], WEIGHT)
@@ -295,9 +318,9 @@ def test_sdxl_plus_morph_endpoint_equals_plain_ip_adapter_generation(comfy):
         by_level = {0.3: "a", 0.7: "b", 0.0: "black"}
         return [states[by_level[round(float(image.mean()), 2)]] for image in batch]
 
-    tokens_a, tokens_b, uncond = adapter.endpoint_tokens(fake_encode, torch.full((1, 8, 8, 3), 0.3),
+    states_a, states_b, uncond = adapter.endpoint_inputs(fake_encode, torch.full((1, 8, 8, 3), 0.3),
                                                          torch.full((1, 8, 8, 3), 0.7))
-    endpoints = ImageEndpoints("morph", 1.0, adapter, tokens_a, tokens_b, uncond)
+    endpoints = ImageEndpoints("morph", 1.0, adapter, states_a, states_b, uncond)
 
     model = tiny_sdxl_model()
     keys = patched_model(model, (0.0, 0.5, 1.0), InterpolationOptions(), "test", endpoints).model_options[

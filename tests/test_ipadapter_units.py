@@ -42,9 +42,14 @@ def positive(chunks):
 
 
 def token_sets(seed=0):
+    """K/V of the image token sets a branch holds; the frames' own ("own") lerp A's and B's here."""
     g = torch.Generator().manual_seed(seed)
-    return {name: (torch.randn(1, TOKENS, HEADS * DIM, generator=g), torch.randn(1, TOKENS, HEADS * DIM, generator=g))
+    sets = {name: (torch.randn(1, TOKENS, HEADS * DIM, generator=g), torch.randn(1, TOKENS, HEADS * DIM, generator=g))
             for name in ("a", "b", "uncond")}
+    t = torch.tensor(COEFFICIENTS).reshape(-1, 1, 1)
+    (k_a, v_a), (k_b, v_b) = sets["a"], sets["b"]
+    sets["own"] = (torch.lerp(k_a, k_b, t), torch.lerp(v_a, v_b, t))
+    return sets
 
 
 def queries(chunks, seed=1):
@@ -78,7 +83,7 @@ def test_morph_branch_rows(comfy, interpolation_mode):
 
 @pytest.mark.parametrize("chunks", [[1, 0], [0], [1, 0, 0]])
 def test_image_control_branch_scales_image_b_by_t(comfy, chunks):
-    kv = {name: value for name, value in token_sets().items() if name != "a"}
+    kv = {name: value for name, value in token_sets().items() if name not in ("a", "own")}
     branch = ImagePromptBranch("image-control", 1.5, "fused outer", kv)
     q = queries(len(chunks))
     for interpolating in (True, False):
