@@ -7,7 +7,7 @@ from dataclasses import replace
 from PIL import Image
 
 from ..errors import AIDInputError
-from ..samplers.metrics import METRICS, lpips_unavailable_reason, make_frame_distance, measure_sequence
+from ..scoring.metrics import METRICS, lpips_unavailable_reason, make_frame_distance, measure_sequence
 from ..video import write_text
 from .plotting import line_plot
 from .ui import pil_to_image_tensor, save_preview

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AIDInputError
-from ..samplers.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
+from ..scoring.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
 from ..samplers.noise import sequence_noise
 from ..samplers.schedule import InterpolationSchedule
 from ..samplers.sequence import SequenceRequest

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .metrics import FrameDistance, smoothness
+from ..scoring.metrics import FrameDistance, smoothness
 from .schedule import beta_coefficients
 
 METHODS = ("dynamic selection", "auto beta")
