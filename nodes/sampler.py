@@ -6,7 +6,7 @@ import torch
 from ..samplers.conditioning import BLENDS
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
-from .apply import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
+from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size

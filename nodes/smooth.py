@@ -10,7 +10,7 @@ from ..samplers.schedule import InterpolationSchedule
 from ..samplers.sequence import SequenceRequest
 from ..samplers.smooth import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
 from ..samplers.smooth_sampling import DiffusionFrames
-from .apply import interpolation_options
+from .widgets import interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .report import sequence_plot
