@@ -34,7 +34,8 @@ class ApplyAID:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"model": ("MODEL", {}),
+            "required": {"model": ("MODEL", {"tooltip": "The checkpoint's model; the node returns a patched copy "
+                                                          "and leaves this one unchanged."}),
                          "schedule": ("AID_SCHEDULE", {"tooltip": "The same schedule as the latent and prompts."}),
                          **interpolation_inputs()},
             "optional": {**fusion_input(), **image_endpoints_input()},
