@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..errors import plural
 from .interpolation import DEFAULT_MODE, attention_with_lse, interpolate
 
 LAYERS = ("self and cross", "self only", "cross only")
@@ -88,7 +89,7 @@ class InterpolationPatch:
         frames = q.shape[0] // len(chunks)
         if frames != len(settings.coefficients):
             raise FrameCountError(
-                f"{settings.node_name}: input 'schedule': the sampled latent batch has {frames} frames but the "
+                f"{settings.node_name}: input 'schedule': the sampled latent batch has {plural(frames, 'frame')} but the "
                 f"schedule has {len(settings.coefficients)}. Fix: make the latent with AID Latent from the same "
                 f"schedule (or set the schedule's frames to the batch size).")
         active = settings.is_active(extra_options)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import AIDInputError, plural
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dim=None) -> torch.Tensor:
     """Spherical interpolation between a and b; along `dim`, or over the whole tensor if None.
@@ -54,7 +56,7 @@ def sequence_noise(latent: torch.Tensor, coefficients, seed_a: int, seed_b: int 
     """
     frames = latent.shape[0]
     if frames != len(coefficients):
-        raise ValueError(f"the latent has {frames} frames but the schedule has {len(coefficients)}.")
+        raise ValueError(f"the latent has {plural(frames, 'frame')} but the schedule has {len(coefficients)}.")
     row = torch.zeros_like(latent[:1])
     noise_a = endpoint_noise(row, seed_a)
     if seed_b is None or seed_b == seed_a:
@@ -76,10 +78,8 @@ class SequenceNoise:
         """Noise shaped like input_latent['samples'] (which must have one row per frame)."""
         samples = input_latent["samples"]
         if samples.shape[0] != len(self.coefficients):
-            from ..errors import AIDInputError
-
             raise AIDInputError(self.node_name, "schedule",
-                                f"the latent has {samples.shape[0]} frames but the noise was made for "
+                                f"the latent has {plural(samples.shape[0], 'frame')} but the noise was made for "
                                 f"{len(self.coefficients)}.",
                                 "use the LATENT and the NOISE of the same AID Latent node.")
         return sequence_noise(samples, self.coefficients, self.seed, self.seed_b)
