@@ -15,7 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aid_harness import host  # noqa: E402
 
-TEST_REQUIREMENTS = ["pytest", "requests"]
+# pathspec: the Comfy Registry's own matcher, for the registry-zip test (tests/test_distribution.py).
+TEST_REQUIREMENTS = ["pytest", "requests", "pathspec"]
 
 
 def install_requirements(root: Path) -> None:
