@@ -3,8 +3,8 @@
 # and reuse what an earlier run built.
 #   make test                      run the whole test suite (slow tests included)
 #   make test PYTEST_ARGS="-m 'not slow' -x"
-#   make demo                      run workflows/aid_text_interpolation.json headless
-#   make demo CKPT=/path/model.safetensors COMFYUI_PATH=/path/ComfyUI WORKFLOW=workflows/x.json
+#   make demo                      run example_workflows/aid_text_interpolation.json headless
+#   make demo CKPT=/path/model.safetensors COMFYUI_PATH=/path/ComfyUI WORKFLOW=aid_text_interpolation
 PYTHON ?= python3.11
 VENV ?= .venv
 PYTEST_ARGS ?=
@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export PYTHON
 export AID_VENV := $(VENV)
 
-.PHONY: setup test demo benchmark
+.PHONY: setup test demo benchmark templates
 
 setup:
 	bash tests/aid_harness/setup.sh
@@ -26,3 +26,8 @@ demo: setup
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
 	$(VENV)/bin/python benchmarks/smooth_rows.py
+
+# Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and make each
+# thumbnail from a run of its workflow; WORKFLOW=name limits it to one.
+templates: setup
+	$(VENV)/bin/python tests/aid_harness/templates.py $(WORKFLOW)

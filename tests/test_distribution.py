@@ -114,6 +114,8 @@ def test_registry_zip_holds_the_pack_and_no_tests():
     assert not [f for f in files if f.split("/")[0] in ("tests", "benchmarks", ".ci")]
     for needed in ("__init__.py", "nodes/__init__.py", "pyproject.toml", "requirements.txt", "LICENSE", "README.md"):
         assert needed in files
+    templates = [f for f in files if f.startswith("example_workflows/")]
+    assert any(f.endswith(".json") for f in templates) and any(f.endswith(".jpg") for f in templates)
 
 
 def test_shipped_code_imports_nothing_from_the_tests():

@@ -26,7 +26,7 @@ RANDOM_WEIGHT_SIZES = {"width": 128, "height": 128, "steps": 8}
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workflow", default=str(host.REPO / "workflows" / "aid_text_interpolation.json"))
+    parser.add_argument("--workflow", default=str(host.REPO / "example_workflows" / "aid_text_interpolation.json"))
     parser.add_argument("--ckpt", default=os.environ.get("CKPT"), help="a real checkpoint file (default: random)")
     parser.add_argument("--output", default=str(host.REPO / "demo-output"), help="ComfyUI base directory to use")
     options = parser.parse_args(argv)
