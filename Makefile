@@ -12,16 +12,20 @@ PYTEST_ARGS ?=
 export PYTHON
 export AID_VENV := $(VENV)
 
-.PHONY: setup test demo benchmark templates
+.PHONY: setup setup-demo test demo benchmark templates
 
 setup:
-	bash tests/aid_harness/setup.sh
+	bash tests/aid_harness/setup.sh --for test
+
+# What the demo needs and nothing else: no test tools, no test models.
+setup-demo:
+	@bash tests/aid_harness/setup.sh --for demo
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-demo: setup
-	$(VENV)/bin/python tests/aid_harness/demo.py $(if $(WORKFLOW),--workflow $(WORKFLOW)) $(if $(CKPT),--ckpt $(CKPT))
+demo: setup-demo
+	@$(VENV)/bin/python tests/aid_harness/demo.py $(if $(WORKFLOW),--workflow $(WORKFLOW)) $(if $(CKPT),--ckpt $(CKPT))
 
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
