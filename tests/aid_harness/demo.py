@@ -157,7 +157,10 @@ def main(argv=None) -> int:
     try:
         return run_on_server(root, base, workflow, workflow_path, stand_ins, checkpoint)
     except RuntimeError as error:  # the server did not start or stopped; its log says why
-        print(f"[aid demo] {str(error).splitlines()[0]} See {shown(base / 'comfyui-server.log')}", file=sys.stderr)
+        log = base / "comfyui-server.log"
+        lines = [line for line in (log.read_text(errors="replace") if log.exists() else "").splitlines() if line.strip()]
+        cause = f" The log ends: {lines[-1].strip()}" if lines else ""
+        print(f"[aid demo] {str(error).splitlines()[0].rstrip(':')}.{cause} Full log: {shown(log)}", file=sys.stderr)
         return 1
 
 

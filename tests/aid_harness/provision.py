@@ -17,15 +17,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aid_harness import host  # noqa: E402
 
+# ComfyUI's server imports requests (app/frontend_management.py) but its requirements.txt omits it.
+HOST_EXTRAS = ["requests"]
 # pathspec: the Comfy Registry's own matcher, for the registry-zip test (tests/test_distribution.py).
-TEST_REQUIREMENTS = ["pytest", "requests", "pathspec"]
+TEST_REQUIREMENTS = ["pytest", "pathspec"]
 
 
 def requirement_lines(purpose: str) -> list[str]:
     """ComfyUI's requirements without torch, the pack's, and for the tests their tools."""
     root, _ = host.find_comfyui()
     pack = [line.split("#", 1)[0].strip() for line in (host.REPO / "requirements.txt").read_text().splitlines()]
-    return host.host_requirements(root) + [r for r in pack if r] + (TEST_REQUIREMENTS if purpose == "test" else [])
+    return (host.host_requirements(root) + HOST_EXTRAS + [r for r in pack if r]
+            + (TEST_REQUIREMENTS if purpose == "test" else []))
 
 
 def install_requirements(lines: list[str]) -> None:
