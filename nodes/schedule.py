@@ -1,7 +1,7 @@
 """AID Schedule: the interpolation coefficients of a sequence (AID_SCHEDULE)."""
 from __future__ import annotations
 
-from ..errors import AIDInputError
+from ..errors import AIDInputError, plural
 from ..samplers.schedule import CURVES, make_schedule
 from .plotting import line_plot
 from .ui import save_preview
@@ -46,7 +46,7 @@ class AIDSchedule:
         if curve not in CURVES:
             raise AIDInputError(NODE_NAME, "curve", f"unknown curve '{curve}'.", f"choose one of {', '.join(CURVES)}.")
         if curve != "custom" and frames < 3:
-            raise AIDInputError(NODE_NAME, "frames", f"{frames} frames is too few.",
+            raise AIDInputError(NODE_NAME, "frames", f"{frames} is too few frames.",
                                 "use at least 3 (two endpoints and one frame between them).")
         try:
             schedule = make_schedule(frames, curve, alpha, beta, custom)

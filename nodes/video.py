@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ..errors import AIDInputError
+from ..errors import AIDInputError, plural
 from ..video import (FORMATS, GIF_MAX_FPS, LOOP_MODES, MAX_CRF, ODD_SIZE_MODES, encode, even_size, fps_fraction,
                      frame_order, to_rgb8)
 
@@ -16,6 +16,9 @@ except ImportError:  # an older host or no host: the node still saves files and 
 
 NODE_NAME = "AID Frames to Video"
 HAS_VIDEO = InputImpl is not None
+# One crf widget serves mp4 and webm, so it offers only what both accept (webm's 52-63, its lowest
+# qualities, are left out rather than offering values that mp4 refuses).
+CRF_WIDGET_MAX = min(MAX_CRF.values())
 
 
 def output_file(node: str, prefix: str, extension: str, width: int = 0, height: int = 0) -> tuple[str, str, str]:
@@ -61,7 +64,7 @@ def check_image_batch(node: str, input_name: str, images, minimum: int = 1) -> N
         raise AIDInputError(node, input_name, f"expected an IMAGE batch [frames, height, width, 3], got {shape}.",
                             "connect an IMAGE output, e.g. VAE Decode after the AID sampler.")
     if images.shape[0] < minimum:
-        raise AIDInputError(node, input_name, f"the batch has {images.shape[0]} frames, fewer than {minimum}.",
+        raise AIDInputError(node, input_name, f"the batch has {plural(images.shape[0], 'frame')}, fewer than {minimum}.",
                             "connect the whole sequence (endpoints included).")
 
 
@@ -127,9 +130,9 @@ class AIDFramesToVideo:
                                                     "tooltip": "mp4/webm (and VIDEO) need an even width and "
                                                                "height: pad repeats the edge row/column, crop "
                                                                "drops it. The node says what it did."}),
-                "crf": ("INT", {"default": 19, "min": 0, "max": 63,
-                                "tooltip": "mp4/webm quality, lower is better and bigger: mp4 0-51 (18-23 "
-                                           "typical), webm 0-63 (15-35 typical)."}),
+                "crf": ("INT", {"default": 19, "min": 0, "max": CRF_WIDGET_MAX,
+                                "tooltip": "mp4/webm quality, lower is better and bigger: 0-51 (mp4 18-23 typical, "
+                                           "webm 15-35 typical). gif and webp ignore it."}),
                 "webp_quality": ("INT", {"default": 90, "min": 0, "max": 100,
                                          "tooltip": "webp quality 0-100; 100 saves lossless."}),
             },
@@ -172,7 +175,7 @@ class AIDFramesToVideo:
                metadata=workflow_metadata(prompt, extra_pnginfo), progress=_progress())
 
         rate = fps_fraction(fps)
-        summary = (f"{int(images.shape[0])} frames -> {len(order)} ({loop}"
+        summary = (f"{plural(int(images.shape[0]), 'frame')} -> {len(order)} ({loop}"
                    f"{f', hold {hold_first}+{hold_last}' if hold_first or hold_last else ''}"
                    f"{', reversed' if reverse else ''}) at {rate} fps = {float(len(order) / rate):.2f} s, "
                    f"{video_format.label} {width}x{height}: {os.path.join(subfolder, filename)}")
