@@ -172,7 +172,10 @@ class ServerRunner:
                                                "extra_data": extra_data or {}})
         if status != 200:
             return RunResult("", False, error=answer)
-        prompt_id = answer["prompt_id"]
+        return self.wait_for(answer["prompt_id"], timeout)
+
+    def wait_for(self, prompt_id: str, timeout: float = 1800) -> RunResult:
+        """Wait for the history entry of a prompt queued on this server (by /prompt or another route)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             history = self.get(f"/history/{prompt_id}")
