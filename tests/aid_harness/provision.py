@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aid_harness import host  # noqa: E402
 
-TEST_REQUIREMENTS = ["pytest", "requests"]
+TEST_REQUIREMENTS = ["pytest", "requests", "hypothesis"]
 
 
 def install_requirements(root: Path) -> None:
@@ -29,7 +29,7 @@ def install_requirements(root: Path) -> None:
         print(f"[aid] requirements already installed ({len(lines)} lines, stamp {stamp})", flush=True)
         return
     print(f"[aid] installing {len(lines)} requirements: ComfyUI's (without torch, torchvision, torchaudio), "
-          f"the pack's and pytest", flush=True)
+          f"the pack's and the tests' (pytest, hypothesis)", flush=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", *lines], check=True)
     stamp.write_text(digest)
 
