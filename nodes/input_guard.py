@@ -40,7 +40,7 @@ SOCKETS = {
     "MODEL": (lambda v: all(hasattr(v, a) for a in ("model", "clone", "get_model_object")), "a MODEL",
               "Load Checkpoint's MODEL output"),
     "CLIP": (lambda v: hasattr(v, "tokenize") and hasattr(v, "encode_from_tokens"), "a CLIP", "Load Checkpoint's CLIP output"),
-    "VAE": (lambda v: hasattr(v, "decode") and hasattr(v, "encode"), "a VAE", "Load Checkpoint's VAE output"),
+    "VAE": (lambda v: hasattr(v, "decode"), "a VAE", "Load Checkpoint's VAE output"),
     "CLIP_VISION": (lambda v: hasattr(v, "encode_image"), "a CLIP vision model", "Load CLIP Vision"),
     "CONDITIONING": (_is_conditioning, "a CONDITIONING", "a CLIP Text Encode output"),
     "IMAGE": (lambda v: isinstance(v, torch.Tensor), "an IMAGE", "an IMAGE output such as VAE Decode"),
@@ -73,7 +73,7 @@ def _plain_data(value) -> bool:
 
 def _describe(value) -> str:
     text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+    return f"{type(value).__name__} ({text[:60]}{'...' if len(text) > 60 else ''})"
 
 
 def check_socket(node: str, input_name: str, socket_type: str, value) -> None:
@@ -81,7 +81,7 @@ def check_socket(node: str, input_name: str, socket_type: str, value) -> None:
     check, what, source = SOCKETS.get(socket_type, (lambda v: not _plain_data(v), f"a {socket_type}",
                                                      f"a {socket_type} output"))
     if not check(value):
-        raise AIDInputError(node, input_name, f"it received {_describe(value)}, not {what}.", f"connect {source}.")
+        raise AIDInputError(node, input_name, f"got a {_describe(value)}, not {what}.", f"connect {source}.")
 
 
 def check_finite(node: str, input_name: str, value) -> None:

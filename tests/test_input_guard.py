@@ -22,7 +22,7 @@ def test_every_node_of_the_pack_is_guarded():
 @pytest.mark.parametrize("value", [5, "text", [[1, 2], [3]], {"samples": [1]}, None])
 def test_a_raw_json_value_on_a_socket_is_refused_by_name(value, sd15_tiny):
     schedule = InterpolationSchedule(linear_coefficients(3), "linear")
-    with pytest.raises(AIDInputError, match=r"^Apply AID: input 'model': it received .* not a MODEL\. Fix: connect"):
+    with pytest.raises(AIDInputError, match=r"^Apply AID: input 'model': got a .* not a MODEL\. Fix: connect"):
         ApplyAID().apply(model=value, schedule=schedule, mode="fused outer", layers="self and cross",
                          start_percent=0.0, end_percent=0.5)
     with pytest.raises(AIDInputError, match=r"^Apply AID: input 'schedule': .* Fix: connect AID Schedule"):
