@@ -39,7 +39,8 @@ def _instance_of(module: str, name: str):
 SOCKETS = {
     "MODEL": (lambda v: all(hasattr(v, a) for a in ("model", "clone", "get_model_object")), "a MODEL",
               "Load Checkpoint's MODEL output"),
-    "CLIP": (lambda v: hasattr(v, "tokenize") and hasattr(v, "encode_from_tokens"), "a CLIP", "Load Checkpoint's CLIP output"),
+    "CLIP": (lambda v: hasattr(v, "tokenize") and hasattr(v, "encode_from_tokens"), "a CLIP",
+             "Load Checkpoint's CLIP output"),
     "VAE": (lambda v: hasattr(v, "decode"), "a VAE", "Load Checkpoint's VAE output"),
     "CLIP_VISION": (lambda v: hasattr(v, "encode_image"), "a CLIP vision model", "Load CLIP Vision"),
     "CONDITIONING": (_is_conditioning, "a CONDITIONING", "a CLIP Text Encode output"),
