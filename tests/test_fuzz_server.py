@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from aid_harness import host, models
-from aid_harness.fuzz import NAMED_ERROR, PLANTED, PromptBuilder, bad_values, input_kind, pack_nodes
+from aid_harness.fuzz import NAMED_ERROR, PLANTED, BadValue, PromptBuilder, bad_values, input_kind, pack_nodes
 from aid_harness.runner import ServerRunner
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -103,13 +103,15 @@ def outcome_problem(result, node_id: str, input_name: str, bad, object_info, fuz
     failed_class = error.get("node_type", "")
     match = NAMED_ERROR.match(message.strip())
     display = object_info.get(failed_class, {}).get("display_name", failed_class)
-    if match is None or match["node"] != display:
+    if match is not None and match["node"] == object_info[fuzzed_class]["display_name"]:
+        failed_class = fuzzed_class  # raised where its output is used (Apply AID's patch inside a KSampler)
+    elif match is None or match["node"] != display:
         return f"{error.get('exception_type')} from {failed_class}: {message[:300]}"
     declared = {**object_info[failed_class]["input"].get("required", {}),
                 **object_info[failed_class]["input"].get("optional", {})}
     if match["input"] not in declared:
         return f"names input '{match['input']}', which {failed_class} does not have: {message[:200]}"
-    if str(error.get("node_id")) == node_id and failed_class == fuzzed_class and match["input"] != input_name:
+    if failed_class == fuzzed_class and input_name and match["input"] != input_name:
         return f"blames '{match['input']}' for a bad '{input_name}': {message[:200]}"
     return None
 
@@ -175,11 +177,10 @@ def test_every_node_refuses_bad_input_by_name_and_the_server_stays_up(fuzz_serve
                 if problem:
                     problems.append(f"{class_type}.{name} <- {bad.label}: {problem}")
                 assert server.process.poll() is None, f"the server died on {class_type}.{name} <- {bad.label}"
-        for case in special_cases(class_type, valid, node_id, object_info):
-            prompt, name, label = case
+        for prompt, name, label, must_fail in special_cases(class_type, valid, node_id, object_info):
             result = server.run(prompt, poll_interval=0.05)
             tried += 1
-            problem = outcome_problem(result, node_id, name, type("Bad", (), {"must_fail": True})(), object_info,
+            problem = outcome_problem(result, node_id, name, BadValue(None, label, must_fail), object_info,
                                       class_type)
             if problem:
                 problems.append(f"{class_type}.{name} <- {label}: {problem}")
@@ -199,21 +200,43 @@ def test_every_node_refuses_bad_input_by_name_and_the_server_stays_up(fuzz_serve
 
 
 def special_cases(class_type: str, valid: dict, node_id: str, object_info: dict):
-    """Bad combinations no single input shows: batch and image sizes that do not match the schedule."""
+    """Bad combinations no single input shows: batch and image sizes that do not match.
+
+    Yields (prompt, input to blame, label, must_fail).
+    """
     inputs = object_info[class_type]["input"]
     declared = {**inputs.get("required", {}), **inputs.get("optional", {})}
-    cases = []
-    image_inputs = [n for n, spec in declared.items() if input_kind(spec) == "IMAGE"]
-    schedule_inputs = [n for n, spec in declared.items() if input_kind(spec) == "AID_SCHEDULE"]
-    if image_inputs and schedule_inputs:  # 5 images against a 3-frame schedule
+    images = [n for n, spec in declared.items() if input_kind(spec) == "IMAGE"]
+    schedules = [n for n, spec in declared.items() if input_kind(spec) == "AID_SCHEDULE"]
+
+    def variant():
         prompt = copy.deepcopy(valid)
-        builder = PromptBuilder(object_info, {}, prompt)
-        images = builder.node("EmptyImage", {"width": 64, "height": 64, "batch_size": MISMATCHED_BATCH, "color": 0})
-        schedule = builder.node("AIDSchedule", {"frames": 3, "curve": "linear", "alpha": 1.0, "beta": 1.0})
-        prompt[node_id]["inputs"][image_inputs[0]] = [images, 0]
-        prompt[node_id]["inputs"][schedule_inputs[0]] = [schedule, 0]
-        cases.append((prompt, schedule_inputs[0], "5 frames for a 3-frame schedule"))
-    return cases
+        return prompt, PromptBuilder(object_info, {}, prompt)
+
+    def image(builder, width, height, batch):
+        return [builder.node("EmptyImage", {"width": width, "height": height, "batch_size": batch, "color": 0}), 0]
+
+    def three_frames(builder):
+        return [builder.node("AIDSchedule", {"frames": 3, "curve": "linear", "alpha": 1.0, "beta": 1.0}), 0]
+
+    if images and schedules:  # 5 images against a 3-frame schedule
+        prompt, builder = variant()
+        prompt[node_id]["inputs"][images[0]] = image(builder, 64, 64, MISMATCHED_BATCH)
+        prompt[node_id]["inputs"][schedules[0]] = three_frames(builder)
+        yield prompt, schedules[0], f"{MISMATCHED_BATCH} frames for a 3-frame schedule", True
+    if len(images) >= 2:  # images of different sizes and batch sizes: fine, or refused by name
+        prompt, builder = variant()
+        prompt[node_id]["inputs"][images[0]] = image(builder, 64, 64, 1)
+        prompt[node_id]["inputs"][images[1]] = image(builder, 48, 80, 2)
+        yield prompt, "", "images of different sizes", False
+    if schedules and "MODEL" in object_info[class_type].get("output", []):  # a patched model, a 5-frame batch
+        prompt, builder = variant()
+        prompt[node_id]["inputs"][schedules[0]] = three_frames(builder)
+        model = [node_id, object_info[class_type]["output"].index("MODEL")]
+        latent = [builder.node("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": MISMATCHED_BATCH}), 0]
+        sampled = builder.node("KSampler", {"model": model, "latent_image": latent, "steps": 1})
+        builder.node("PreviewAny", {"source": [sampled, 0]})
+        yield prompt, schedules[0], f"a {MISMATCHED_BATCH}-frame batch for a 3-frame schedule", True
 
 
 def test_cancel_in_the_middle_of_a_sequence_leaves_the_host_usable(fuzz_server):
