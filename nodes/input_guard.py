@@ -56,7 +56,7 @@ SOCKETS = {
                             "AID IP-Adapter Endpoints"),
     "AID_CLIP_SCORER": (_instance_of("..scoring.clip_scorer", "CLIPScorer"), "a CLIP scorer",
                         "AID CLIP Scorer Loader"),
-    "AID_DISTANCES": (_instance_of("..samplers.metrics", "SequenceDistances"), "sequence distances",
+    "AID_DISTANCES": (_instance_of("..scoring.metrics", "SequenceDistances"), "sequence distances",
                       "AID Sequence Report or AID Smooth Sampler"),
 }
 

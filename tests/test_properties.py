@@ -10,7 +10,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings, strategies as st
 
-from aid_pack.samplers.metrics import PixelDistance, consistency, gini, smoothness
+from aid_pack.scoring.metrics import PixelDistance, consistency, gini, smoothness
 from aid_pack.samplers.noise import slerp
 from aid_pack.samplers.schedule import (InterpolationSchedule, beta_coefficients, check_coefficients,
                                         make_schedule, parse_coefficients)
