@@ -188,12 +188,13 @@ def test_every_node_refuses_bad_input_by_name_and_the_server_stays_up(fuzz_serve
         seconds[class_type] = time.monotonic() - started
     print("seconds per node:", {name: round(s, 1) for name, s in seconds.items()}, f"({tried} bad prompts)")
     print("slowest:", sorted(slowest, reverse=True)[:8])
+    # what the host wrote is taken before the report is written beside it
+    changed = {path for path, entry in tree(root).items() if before.get(path) != entry}
+    changed |= set(before) - set(tree(root))
     report = Path(os.environ.get("AID_FUZZ_REPORT", root / "fuzz-report.txt"))
     report.write_text("\n".join(problems) + "\n")
     assert not problems, f"{len(problems)} of {tried} bad inputs were not refused by name:\n" + "\n".join(problems)
 
-    changed = {path for path, entry in tree(root).items() if before.get(path) != entry}
-    changed |= set(before) - set(tree(root))
     outside = sorted(p for p in changed if not p.startswith(tuple(f"base/{a}" for a in ALLOWED_WRITES)))
     assert outside == [], f"written outside output/ and temp/: {outside[:20]}"
     assert not Path(f"/tmp/{TAG}-absolute").exists()
