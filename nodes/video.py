@@ -15,6 +15,7 @@ except ImportError:  # an older host or no host: the node still saves files and 
     InputImpl = Types = None
 
 NODE_NAME = "AID Frames to Video"
+MAX_NAME_BYTES = 200  # of one path part in filename_prefix: 255 (ext4, NTFS, APFS) less "_00001_.webm" and room
 HAS_VIDEO = InputImpl is not None
 # One crf widget serves mp4 and webm, so it offers only what both accept (webm's 52-63, its lowest
 # qualities, are left out rather than offering values that mp4 refuses).
@@ -31,6 +32,14 @@ def output_file(node: str, prefix: str, extension: str, width: int = 0, height: 
 
     if not prefix or not prefix.strip():
         raise AIDInputError(node, "filename_prefix", "it is empty.", "type a name such as 'AID/interpolation'.")
+    if "\x00" in prefix:
+        raise AIDInputError(node, "filename_prefix", "it contains a NUL character, which no file name can hold.",
+                            "remove it (type a name such as 'AID/interpolation').")
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in prefix.replace("\\", "/").split("/"))
+    if longest > MAX_NAME_BYTES:
+        raise AIDInputError(node, "filename_prefix", f"one folder or file name in it is {longest} bytes long; file "
+                            f"systems allow {MAX_NAME_BYTES} with the counter and extension this node adds.",
+                            "use shorter names ('/' separates sub-folders).")
     output_dir = folder_paths.get_output_directory()
     try:
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)

@@ -35,8 +35,9 @@ def fusion_input() -> dict:
     return {"fusion": (list(FUSION_STRATEGIES), {
         "default": "concat",
         "tooltip": "concat: one attention call over joined key sets, through ComfyUI's attention backend. lse: "
-                   "separate calls merged by log-sum-exp (fewer operations, computed in plain torch); where "
-                   "another pack's attention patch is chained, lse joins key sets instead."})}
+                   "separate calls merged by log-sum-exp (fewer operations; torch's fused kernel on CPU and CUDA, "
+                   "else chunked plain torch, in bounded memory); where another pack's attention patch is "
+                   "chained, lse joins key sets instead."})}
 
 
 def interpolation_options(node, mode, layers, start_percent, end_percent, fusion) -> InterpolationOptions:

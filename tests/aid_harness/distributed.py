@@ -127,7 +127,7 @@ class DistributedPair:
         answer = self.queue(prompt, workflow)
         if answer.get("worker_count") != 1:
             raise RuntimeError(f"the worker did not get the prompt: {answer}\n{self.master.log()[-3000:]}")
-        result = self.master.wait_for(answer["prompt_id"], timeout)
+        result = self.master.wait(answer["prompt_id"], timeout)
         self.wait_until_idle(self.worker)
         return result
 

@@ -19,8 +19,9 @@ from aid_harness import host  # noqa: E402
 
 # ComfyUI's server imports requests (app/frontend_management.py) but its requirements.txt omits it.
 HOST_EXTRAS = ["requests"]
-# pathspec: the Comfy Registry's own matcher, for the registry-zip test (tests/test_distribution.py).
-TEST_REQUIREMENTS = ["pytest", "pathspec"]
+# pathspec: the Comfy Registry's own matcher, for the registry-zip test (tests/test_distribution.py);
+# hypothesis: the property tests (tests/test_properties.py and others).
+TEST_REQUIREMENTS = ["pytest", "pathspec", "hypothesis"]
 
 
 def requirement_lines(purpose: str) -> list[str]:
