@@ -102,3 +102,11 @@ def test_smooth_sampler_searches_whole_and_outputs_only_its_share(sd15_tiny, pro
         assert part["result"][2].coefficients == schedule.coefficients
         assert part["result"][3].distances == distances.distances
     assert "this participant outputs share 1 of 2: frames 2-3" in parts[1]["ui"]["text"][0]
+
+
+@pytest.mark.parametrize("value", [1, {"index": 1, "count": 2}, [1, 2]])
+def test_a_share_socket_fed_anything_but_a_share_is_refused_by_name(sd15_tiny, prompts, value):
+    """The input guard knows AID_SHARE: a prompt's raw JSON on the socket names the node that makes shares."""
+    with pytest.raises(AIDInputError, match=r"^AID Sampler: input 'share': got a .* not a sequence share\. "
+                                            r"Fix: connect AID Sequence Share"):
+        sampled(sd15_tiny[0], prompts, share=value)
