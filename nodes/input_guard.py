@@ -58,6 +58,7 @@ SOCKETS = {
                         "AID CLIP Scorer Loader"),
     "AID_DISTANCES": (_instance_of("..scoring.metrics", "SequenceDistances"), "sequence distances",
                       "AID Sequence Report or AID Smooth Sampler"),
+    "AID_SHARE": (_instance_of("..samplers.shares", "ShareSpec"), "a sequence share", "AID Sequence Share"),
 }
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import torch
 
+from ..attention.layout import FrameLayout
 from ..samplers.conditioning import BLENDS
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
-from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
+from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options, share_input
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
+from .shares import sequence_share
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 
 NODE_NAME = "AID Sampler"
@@ -41,7 +43,8 @@ class AIDSampler:
     FUNCTION = "sample"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("One latent per frame of the schedule, frame 0 = A, last = B.",)
+    OUTPUT_TOOLTIPS = ("One latent per frame of the schedule, frame 0 = A, last = B (with a share: this "
+                       "participant's frames only, in order).",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -85,12 +88,13 @@ class AIDSampler:
                 "blend": (list(BLENDS), {"default": "lerp", "tooltip": "How interior prompts mix A and B."}),
                 **fusion_input(),
                 **image_endpoints_input(),
+                **share_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
-               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None):
+               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, share=None):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -103,6 +107,7 @@ class AIDSampler:
         check_image_endpoints(NODE_NAME, image_endpoints, model)
         check_image_size(NODE_NAME, width, height)
         check_frames_per_batch(NODE_NAME, max_frames_per_batch)
+        share = sequence_share(NODE_NAME, share, FrameLayout.between(schedule.coefficients))
         positive = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, schedule, blend, guidance)
         latent_format = model.get_model_object("latent_format")
         latent = torch.zeros([schedule.frames, latent_format.latent_channels, height // 8, width // 8])
@@ -112,7 +117,7 @@ class AIDSampler:
             noise=sequence_noise(latent, schedule.coefficients, seed, seed_b), seed=seed, seed_b=seed_b,
             steps=steps, cfg=cfg, sampler_name=sampler_name, scheduler=scheduler, options=options,
             max_frames_per_batch=max_frames_per_batch, node_name=NODE_NAME, image_endpoints=image_endpoints)
-        samples = sample_sequence(model, request, progress=sampler_progress(model))
+        samples = sample_sequence(model, request, progress=sampler_progress(model), share=share)
         return ({"samples": samples},)
 
 
