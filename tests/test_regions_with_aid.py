@@ -1,0 +1,71 @@
+"""Spatial-temporal control next to AID: either order of the two nodes gives the same frames, and regional
+interpolation (a coefficient map inside AID) holds the rest of the image at endpoint A.
+
+AID chains to what it finds at a key with joined key sets [own; endpoint], which a patch that splits keys
+by token ranges cannot read; so the region patch always stays the outer one (attention/install.py).
+"""
+import pytest
+import torch
+
+from aid_harness.compare import close
+from aid_pack.attention.branches import POSITIVE_UUIDS
+from aid_pack.attention.patch import InterpolationPatch, InterpolationSettings, comfy_attention
+from aid_pack.attention.region_patch import RegionPatch
+from aid_pack.attention.regions import CoefficientMap, LayerMasks
+from aid_pack.errors import AIDInputError
+from aid_pack.nodes.apply import ApplyAID
+from aid_pack.nodes.conditioning import AIDConditioning
+from aid_pack.nodes.latent import AIDLatent
+from aid_pack.nodes.region_sampler import AIDRegionalInterpolation, ApplySpatialTemporalAttention
+from aid_pack.nodes.regions import SpatialTemporalRegion
+from aid_pack.samplers.region_layout import Region, RegionLayout
+from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+
+SIZE, STEPS, CFG, SEED, FRAMES = 64, 2, 5.0, 5, 4
+
+
+@pytest.fixture(scope="module")
+def sequence(sd15_tiny, prompts, encode):
+    schedule = InterpolationSchedule(linear_coefficients(FRAMES), "linear")
+    latent, _ = AIDLatent().build(SIZE, SIZE, schedule, seed=SEED)
+    local = encode(sd15_tiny[1], "a photo of a red ball")
+    regions = SpatialTemporalRegion().add("red ball", "fractions", 0.0, 0.0, 0.5, 1.0, local_prompt=local)["result"][0]
+    return {"schedule": schedule, "latent": latent, "regions": regions,
+            "positive": AIDConditioning().build(prompts["a"], prompts["b"], schedule)[0]}
+
+
+def apply_aid(model, schedule):
+    return ApplyAID().apply(model, schedule, "fused outer", "self and cross", 0.0, 0.6)[0]
+
+
+def run(comfy, model, sequence, prompts):
+    return comfy["nodes"].common_ksampler(model, SEED, STEPS, CFG, "euler", "normal", sequence["positive"],
+                                          prompts["neg"], sequence["latent"])[0]["samples"]
+
+
+@pytest.fixture(scope="module")
+def aid_frames(comfy, sd15_tiny, sequence, prompts):
+    return run(comfy, apply_aid(sd15_tiny[0], sequence["schedule"]), sequence, prompts)
+
+
+def test_aid_and_regions_in_either_order_give_the_same_frames(comfy, sd15_tiny, sequence, prompts, aid_frames):
+    apply_regions = ApplySpatialTemporalAttention().apply
+    regions_then_aid = apply_aid(apply_regions(sd15_tiny[0], sequence["regions"])[0], sequence["schedule"])
+    aid_then_regions = apply_regions(apply_aid(sd15_tiny[0], sequence["schedule"]), sequence["regions"])[0]
+    first, second = run(comfy, regions_then_aid, sequence, prompts), run(comfy, aid_then_regions, sequence, prompts)
+    for frame in range(FRAMES):
+        assert close(first[frame], second[frame]), frame
+    assert not close(first[1], aid_frames[1], rel=1e-2), "the regions take effect on the sequence"
+
+
+def test_reapplying_aid_over_regions_keeps_one_aid_patch_inside_the_region_patch(sd15_tiny, sequence):
+    model = apply_aid(apply_aid(ApplySpatialTemporalAttention().apply(sd15_tiny[0], sequence["regions"])[0],
+                                sequence["schedule"]), sequence["schedule"])
+    patches = model.model_options["transformer_options"]["patches_replace"]["attn2"]
+    assert patches and all(isinstance(p, RegionPatch) for p in patches.values())
+    assert all(isinstance(p.previous, InterpolationPatch) and p.previous.previous is None for p in patches.values())
+
+
+def test_regional_interpolation_needs_an_aid_model(sd15_tiny, sequence):
+    with pytest.raises(AIDInputError, match="AID Regional Interpolation: input 'model'.*Apply AID"):
+        AIDRegionalInterpolation().apply(sd15_tiny[0], sequence["regions"])
