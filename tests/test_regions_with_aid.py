@@ -66,6 +66,43 @@ def test_reapplying_aid_over_regions_keeps_one_aid_patch_inside_the_region_patch
     assert all(isinstance(p.previous, InterpolationPatch) and p.previous.previous is None for p in patches.values())
 
 
+def test_a_coefficient_map_over_the_whole_image_is_plain_aid(comfy, sd15_tiny, sequence, prompts, aid_frames):
+    everywhere = SpatialTemporalRegion().add("all", "fractions", 0, 0, 1, 1)["result"][0]
+    model = AIDRegionalInterpolation().apply(apply_aid(sd15_tiny[0], sequence["schedule"]), everywhere)[0]
+    frames = run(comfy, model, sequence, prompts)
+    for frame in range(FRAMES):
+        assert close(frames[frame], aid_frames[frame]), frame
+
+
+def test_a_left_half_map_moves_the_left_half_and_keeps_endpoint_a(comfy, sd15_tiny, sequence, prompts, aid_frames):
+    left = SpatialTemporalRegion().add("left", "fractions", 0, 0, 0.5, 1)["result"][0]
+    frames = run(comfy, AIDRegionalInterpolation().apply(apply_aid(sd15_tiny[0], sequence["schedule"]), left)[0],
+                 sequence, prompts)
+    assert close(frames[0], aid_frames[0]), "frame 0 is plain A"
+    assert not close(frames[2], aid_frames[2], rel=1e-2)
+
+
+HEADS, DIM = 2, 8
+COEFFICIENTS = (0.0, 0.4, 1.0)
+
+
+def test_outside_the_map_frames_after_a_attend_to_a_and_inside_they_are_plain_aid(comfy):
+    generator = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(3, 16, HEADS * DIM, generator=generator) for _ in range(3))
+    options = {"n_heads": HEADS, "dim_head": DIM, "attn_precision": None, "cond_or_uncond": [0], "uuids": ["p"],
+               POSITIVE_UUIDS: frozenset({"p"}), "sigmas": torch.tensor([1.0] * 3), "original_shape": [3, 4, 4, 4]}
+    left = RegionLayout((Region("left", box=(0.0, 0.0, 0.5, 1.0)),))
+    settings = InterpolationSettings(COEFFICIENTS)
+    aid = InterpolationPatch(settings)(q, k, v, options)
+    held = InterpolationPatch(InterpolationSettings(COEFFICIENTS, coefficient_map=CoefficientMap(
+        LayerMasks(left.rasterise))))(q, k, v, options)
+    inside = torch.tensor([index % 4 < 2 for index in range(16)])
+    toward_a = comfy_attention(options)(q[1:], k[:1].expand(2, -1, -1), v[:1].expand(2, -1, -1))
+    assert torch.equal(held[0], aid[0]), "endpoint A is plain"
+    assert torch.allclose(held[1:, inside], aid[1:, inside], atol=1e-6)
+    assert torch.allclose(held[1:, ~inside], toward_a[:, ~inside], atol=1e-6)
+
+
 def test_regional_interpolation_needs_an_aid_model(sd15_tiny, sequence):
     with pytest.raises(AIDInputError, match="AID Regional Interpolation: input 'model'.*Apply AID"):
         AIDRegionalInterpolation().apply(sd15_tiny[0], sequence["regions"])
