@@ -52,6 +52,15 @@ class RegionRunState:
     masks: LayerMasks
     weights: torch.Tensor
     sigmas: tuple
+    token_counts: dict = field(default_factory=dict)  # uuid -> the entry's own context length (before joining)
+
+    def own_keys(self, uuid, keys: torch.Tensor) -> torch.Tensor:
+        """One repetition of a chunk's keys: ComfyUI repeats a short context to the joined prompt's length,
+        which softmax attention does not notice, so attending to one copy gives the same output, cheaper."""
+        tokens = self.token_counts.get(uuid)
+        if tokens and keys.shape[1] > tokens and keys.shape[1] % tokens == 0:
+            return keys[:, :tokens]
+        return keys
 
     def step(self, extra_options: dict) -> int:
         """Index of the step whose interval [sigma_{s+1}, sigma_s] holds the current sigma."""
@@ -137,21 +146,17 @@ class RegionPatch:
         return [bool(coefficients[:, index].any()) for index in range(coefficients.shape[1])]
 
     def _regional(self, q, k, v, extra_options, state, regional, chunk_rows):
-        """Plain attention through ComfyUI's backend: one call per run of plain chunks, 1 + N per region chunk."""
+        """Plain attention through ComfyUI's backend: one call per plain chunk (over one repetition of its own
+        keys), 1 + N per region chunk."""
         attention = comfy_attention(extra_options)
-        pieces, plain_start = [], None
-        chunks = q.shape[0] // chunk_rows
-        for chunk in range(chunks + 1):
-            if chunk < chunks and chunk not in regional:
-                plain_start = chunk if plain_start is None else plain_start
-                continue
-            if plain_start is not None:
-                rows = slice(plain_start * chunk_rows, chunk * chunk_rows)
-                pieces.append(attention(q[rows], k[rows], v[rows]))
-                plain_start = None
-            if chunk == chunks:
-                break
+        pieces = []
+        uuids = extra_options["uuids"]
+        for chunk in range(q.shape[0] // chunk_rows):
             rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
+            if chunk not in regional:
+                own_k, own_v = state.own_keys(uuids[chunk], k[rows]), state.own_keys(uuids[chunk], v[rows])
+                pieces.append(attention(q[rows], own_k, own_v))
+                continue
             layout: RegionTokens = regional[chunk]
             key_sets, value_sets = layout.split(k[rows]), layout.split(v[rows])
             global_out = attention(q[rows], key_sets[0], value_sets[0])

@@ -62,9 +62,11 @@ class RegionRun:
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
         positive = positive_uuids(guider.conds, self.node_name)
         contexts = local_contexts(self.layout)
-        layouts = {}
+        layouts, token_counts = {}, {}
         for entries in guider.conds.values():
             for index, entry in enumerate(entries or []):
+                if "c_crossattn" in entry.get("model_conds", {}):
+                    token_counts[entry["uuid"]] = int(entry["model_conds"]["c_crossattn"].cond.shape[1])
                 if entry["uuid"] not in positive or "c_crossattn" not in entry.get("model_conds", {}):
                     continue
                 if entry.get("area") is not None:
@@ -78,7 +80,7 @@ class RegionRun:
             raise AIDInputError(self.node_name, "weights", f"{weights.shape[1]} weight rows for a latent batch of "
                                 f"{noise.shape[0]}.", "use one weight setting for the whole batch.")
         state = RegionRunState(layouts, LayerMasks(self.layout.rasterise), weights,
-                               tuple(float(sigma) for sigma in sigmas))
+                               tuple(float(sigma) for sigma in sigmas), token_counts)
         extra_args["model_options"].setdefault("transformer_options", {})[REGION_RUN] = state
         return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
 

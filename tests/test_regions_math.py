@@ -160,3 +160,16 @@ def test_without_a_run_state_the_patch_says_how_to_sample(tensors):
     q, k, v = tensors
     with pytest.raises(RegionRunError, match="sampling run"):
         RegionPatch()(q, k, v, _extra_options(["neg", "pos"]))
+
+
+def test_a_plain_chunk_attends_to_one_repetition_of_its_repeated_context(tensors):
+    q, k, v = tensors
+    own_k, own_v = k[:1, :4], v[:1, :4]
+    k, v = k.clone(), v.clone()
+    k[:1], v[:1] = own_k.repeat(1, 2, 1), own_v.repeat(1, 2, 1)  # the negative's 4 tokens tiled to the joined 8
+    state = _state(LEFT_HALF, 0.5)
+    state.token_counts = {"neg": 4, "pos": 5}
+    out = RegionPatch()(q, k, v, _extra_options(["neg", "pos"], state=state))
+    attention = comfy_attention(_extra_options(["neg", "pos"]))
+    assert torch.allclose(out[0], attention(q[:1], own_k, own_v)[0], atol=1e-6)
+    assert torch.allclose(out[0], attention(q[:1], k[:1], v[:1])[0], atol=1e-5)
