@@ -100,3 +100,18 @@ def test_layout_text_round_trips_and_names_the_bad_line():
         with pytest.raises(LayoutTextError) as error:
             parse_layout_text(text)
         assert error.value.line == line
+
+
+def test_auto_layout_node_encodes_local_prompts_and_its_text_feeds_the_typed_layout(sd15_tiny):
+    from aid_pack.nodes.layout import SpatialTemporalAutoLayout, SpatialTemporalTypedLayout
+
+    clip = sd15_tiny[1]
+    out = SpatialTemporalAutoLayout().build(clip, "a photo of a cat to the left of a dog")
+    regions, positive, text, prompt = out["result"]
+    assert regions.names == ("cat", "dog") and all(r.conditioning is not None for r in regions.regions)
+    assert positive[0][0].shape[1] == 77 and prompt == "a photo of a cat to the left of a dog"
+    assert out["ui"]["images"] and text in out["ui"]["text"][0]
+    typed = SpatialTemporalTypedLayout().build(clip, text.replace("cat: 0.03", "cat: 0.1"))["result"][0]
+    assert typed.names == ("cat", "dog") and typed.regions[0].box[0] == 0.1
+    nothing = SpatialTemporalAutoLayout().build(clip, "a cat behind a dog")
+    assert len(nothing["result"][0]) == 0 and "note:" in nothing["ui"]["text"][0]

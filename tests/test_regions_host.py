@@ -146,3 +146,27 @@ def test_pixel_boxes_and_masks_are_fractions_of_the_canvas(texts):
     assert from_mask.names == ("cat", "dog")
     assert from_mask.regions[1].latent_mask(2, 4).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1]]
     assert from_mask.regions[1].pixel_box(64, 64) == (32, 0, 64, 64)
+
+
+def test_sdxl_every_transformer_block_is_patched_and_weight_zero_is_plain():
+    import comfy.sample
+
+    from aid_harness.models import sdxl_conditioning, tiny_sdxl_model
+    from aid_pack.attention.install import transformer_block_keys
+
+    model = tiny_sdxl_model()
+    full, negative = sdxl_conditioning(1), sdxl_conditioning(3)
+    regions = region("cat", [[sdxl_conditioning(2)[0][0], {}]], (0.0, 0.0, 0.5, 1.0))
+    patched = ApplySpatialTemporalAttention().apply(model, regions, weights(0.0))[0]
+    keys = transformer_block_keys(model.model.diffusion_model)
+    assert set(patched.model_options["transformer_options"]["patches_replace"]["attn2"]) == set(keys)
+    latent = torch.zeros(1, 4, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, SEED)
+
+    def sample(m):
+        return comfy.sample.sample(m, noise, STEPS, 4.0, "euler", "normal", full, negative, latent)
+
+    plain = sample(model)
+    assert close(sample(patched), plain)
+    strong = ApplySpatialTemporalAttention().apply(model, regions, weights(1.0))[0]
+    assert not close(sample(strong), plain, rel=1e-2)
