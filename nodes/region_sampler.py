@@ -69,7 +69,8 @@ class ApplySpatialTemporalAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {"model": ("MODEL", {}),
+            "required": {"model": ("MODEL", {"tooltip": "The checkpoint's model (or one patched by Apply AID); the "
+                                                        "node returns a patched copy, the input is not changed."}),
                          "regions": ("AID_REGIONS", {"tooltip": "The objects and their local prompts."})},
             "optional": weights_input(),
         }
@@ -84,7 +85,7 @@ def sampling_inputs() -> dict:
     import comfy.samplers
 
     return {
-        "model": ("MODEL", {}),
+        "model": ("MODEL", {"tooltip": "The checkpoint's model; it is patched on a copy, the input is not changed."}),
         "positive": ("CONDITIONING", {"tooltip": "The full prompt (all objects), e.g. CLIP Text Encode or the Auto "
                                                  "Layout's positive output."}),
         "negative": ("CONDITIONING", {"tooltip": "The negative prompt (never region-mixed)."}),
@@ -92,10 +93,13 @@ def sampling_inputs() -> dict:
         "latent_image": ("LATENT", {"tooltip": "The latent to denoise, e.g. Empty Latent Image (one image)."}),
         "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                          "tooltip": "Noise seed, as in KSampler: the same seed and settings give the same image."}),
-        "steps": ("INT", {"default": 25, "min": 1, "max": 10000}),
-        "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-        "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {}),
-        "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {}),
+        "steps": ("INT", {"default": 25, "min": 1, "max": 10000,
+                          "tooltip": "Denoising steps, as in KSampler; the weights are resolved per step."}),
+        "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                          "tooltip": "Classifier-free guidance scale, as in KSampler."}),
+        "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {"tooltip": "Sampling algorithm, as in KSampler."}),
+        "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {"tooltip": "Noise schedule over the steps, as in "
+                                                                       "KSampler."}),
     }
 
 
@@ -233,7 +237,9 @@ class SpatialTemporalWeightOptimiser:
     def INPUT_TYPES(cls):
         return {"required": {**sampling_inputs(), **scorer_inputs(True), **optimisation_inputs(METHODS)},
                 "optional": {**weights_input(),
-                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                                   "tooltip": "Denoise, as in KSampler: below 1 starts from the "
+                                                              "latent's image."})}}
 
     def optimise(self, model, positive, negative, regions, latent_image, seed, steps, cfg, sampler_name, scheduler,
                  vae, scorer, prompt_text, method, iterations, learning_rate, candidates, weights=None, denoise=1.0):
@@ -266,7 +272,9 @@ class SpatialTemporalSampler:
     def INPUT_TYPES(cls):
         return {"required": {**sampling_inputs(), **optimisation_inputs((FIXED,) + METHODS)},
                 "optional": {**weights_input(), **scorer_inputs(False),
-                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                                   "tooltip": "Denoise, as in KSampler: below 1 starts from the "
+                                                              "latent's image."})}}
 
     def sample(self, model, positive, negative, regions, latent_image, seed, steps, cfg, sampler_name, scheduler,
                method, iterations, learning_rate, candidates, weights=None, vae=None, scorer=None, prompt_text="",

@@ -14,6 +14,7 @@ import torch
 
 from ..attention.install import install_interpolation
 from ..attention.interpolation import DEFAULT_MODE
+from ..attention.layout import FrameLayout
 from ..attention.patch import InterpolationSettings
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
@@ -32,18 +33,25 @@ class InterpolationOptions:
     fusion: str = "concat"
 
 
-def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str) -> InterpolationSettings:
+def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str,
+                           layout: FrameLayout | None = None) -> InterpolationSettings:
     """Turn percents of the schedule into the sigma range the patch compares against."""
     model_sampling = model.get_model_object("model_sampling")
+    layout = layout or FrameLayout.between(coefficients)
     return InterpolationSettings(
-        coefficients=tuple(coefficients), mode=options.mode,
+        coefficients=layout.coefficients, mode=options.mode,
         sigma_start=float(model_sampling.percent_to_sigma(options.start_percent)),
         sigma_end=float(model_sampling.percent_to_sigma(options.end_percent)),
-        active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name)
+        active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name,
+        layout=layout)
 
 
-def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None):
+def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None,
+                  layout: FrameLayout | None = None):
     """A clone of `model` with interpolation patches for a batch of frames with these coefficients.
+
+    `layout` (attention/layout.py) describes a batch of keyframe segments instead; the coefficients
+    are then its rows'.
 
     Besides the attention patches it gets the run wrappers every sampler goes through: the positive
     branch marker (samplers/branches.py) and the sequence checks, per-frame size conditioning and
@@ -51,14 +59,14 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
     (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
     layer, inside the same patch.
     """
+    settings = interpolation_settings(model, coefficients, options, node_name, layout)
     clone = model.clone()
     branches = None
     if image_endpoints is not None:
-        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, coefficients)
-    install_interpolation(clone, interpolation_settings(model, coefficients, options, node_name), options.layers,
-                          image_branches=branches)
+        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, settings.layout)
+    install_interpolation(clone, settings, options.layers, image_branches=branches)
     install_positive_branch_marker(clone, node_name)
-    install_sequence_run(clone, coefficients, node_name)
+    install_sequence_run(clone, settings.layout, node_name)
     return clone
 
 

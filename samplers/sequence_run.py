@@ -23,10 +23,10 @@ def _frames(count: int) -> str:
 
 
 class SequenceRun:
-    """SAMPLER_SAMPLE wrapper for a model patched for a batch with these coefficients."""
+    """SAMPLER_SAMPLE wrapper for a model patched for a batch laid out by `layout` (attention/layout.py)."""
 
-    def __init__(self, coefficients, node_name: str):
-        self.coefficients = tuple(coefficients)
+    def __init__(self, layout, node_name: str):
+        self.layout = layout
         self.node_name = node_name
 
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
@@ -35,12 +35,12 @@ class SequenceRun:
             for index, entry in enumerate(entries or []):
                 self.check_marker(entry.get(SEQUENCE_MARKER))
                 entries[index] = apply_frame_sizes(guider.inner_model, entry, prompt_type, noise)
-        with shared_step_noise(executor.class_obj, noise, sigmas, self.coefficients, extra_args.get("seed")):
+        with shared_step_noise(executor.class_obj, noise, sigmas, self.layout, extra_args.get("seed")):
             return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
 
     def check_batch(self, frames: int) -> None:
         """The latent batch holds one row per frame of the schedule."""
-        expected = len(self.coefficients)
+        expected = self.layout.frames
         if frames != expected:
             raise AIDInputError(self.node_name, "schedule", f"the sampled latent batch has {_frames(frames)} but "
                                 f"the schedule has {expected}.", "make the latent with AID Latent from the same "
@@ -48,22 +48,22 @@ class SequenceRun:
 
     def check_marker(self, marker) -> None:
         """A sequence CONDITIONING in the run was made from the same schedule as the patched model."""
-        if marker is None or tuple(marker.coefficients) == self.coefficients:
+        if marker is None or marker.layout == self.layout:
             return
-        made, expected = len(marker.coefficients), len(self.coefficients)
+        made, expected = marker.layout.frames, self.layout.frames
         problem = (f"the prompts come from AID Conditioning with a {made}-frame schedule, the model from a "
                    f"{expected}-frame one." if made != expected else
                    f"the prompts come from AID Conditioning with other coefficients than the model's "
                    f"({', '.join(f'{t:.3g}' for t in marker.coefficients)} against "
-                   f"{', '.join(f'{t:.3g}' for t in self.coefficients)}).")
+                   f"{', '.join(f'{t:.3g}' for t in self.layout.coefficients)}).")
         raise AIDInputError(self.node_name, "schedule", problem,
                             "connect the same AID Schedule to AID Conditioning, AID Latent and Apply AID.")
 
 
-def install_sequence_run(model, coefficients, node_name: str) -> None:
-    """Add a SequenceRun to a ModelPatcher clone, replacing one an earlier AID patch added."""
+def install_sequence_run(model, layout, node_name: str) -> None:
+    """Add a SequenceRun for `layout` to a ModelPatcher clone, replacing one an earlier AID patch added."""
     import comfy.patcher_extension
 
     kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
     model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(coefficients, node_name))
+    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name))
