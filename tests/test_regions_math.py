@@ -173,3 +173,25 @@ def test_a_plain_chunk_attends_to_one_repetition_of_its_repeated_context(tensors
     attention = comfy_attention(_extra_options(["neg", "pos"]))
     assert torch.allclose(out[0], attention(q[:1], own_k, own_v)[0], atol=1e-6)
     assert torch.allclose(out[0], attention(q[:1], k[:1], v[:1])[0], atol=1e-5)
+
+
+_box = st.tuples(st.floats(0.0, 0.75), st.floats(0.0, 0.75), st.floats(0.25, 1.0), st.floats(0.25, 1.0)).map(
+    lambda b: (b[0], b[1], min(b[2], 1.0 - b[0]), min(b[3], 1.0 - b[1])))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(_box, _box, st.floats(0.0, 1.0), st.booleans())
+def test_a_region_at_weight_zero_changes_nothing(kept_box, idle_box, kept_weight, chained):
+    """Adding a region whose weight is 0 at every step, anywhere, overlapping or not, leaves every output as it was."""
+    generator = torch.Generator().manual_seed(1)
+    q = torch.randn(1, 16, HEADS * DIM, generator=generator)
+    k, v = (torch.randn(1, 10, HEADS * DIM, generator=generator) for _ in range(2))  # 5 prompt + 3 kept + 2 idle
+    kept, idle = Region("kept", box=kept_box), Region("idle", box=idle_box)
+    one = RegionRunState({"pos": RegionTokens(5, (3,))}, LayerMasks(RegionLayout((kept,)).rasterise),
+                         torch.full((2, 1, 1), kept_weight), (2.0, 1.0, 0.0))
+    two = RegionRunState({"pos": RegionTokens(5, (3, 2))}, LayerMasks(RegionLayout((kept, idle)).rasterise),
+                         torch.tensor([[[kept_weight, 0.0]]] * 2), (2.0, 1.0, 0.0))
+    patch = RegionPatch(previous=_PlainAttentionPatch() if chained else None)
+    without = patch(q, k[:, :8], v[:, :8], _extra_options(["pos"], state=one))
+    with_idle = patch(q, k, v, _extra_options(["pos"], state=two))
+    assert torch.allclose(with_idle, without, atol=1e-6)

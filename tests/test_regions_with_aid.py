@@ -4,6 +4,8 @@ interpolation (a coefficient map inside AID) holds the rest of the image at endp
 AID chains to what it finds at a key with joined key sets [own; endpoint], which a patch that splits keys
 by token ranges cannot read; so the region patch always stays the outer one (attention/install.py).
 """
+import copy
+
 import pytest
 import torch
 
@@ -106,3 +108,27 @@ def test_outside_the_map_frames_after_a_attend_to_a_and_inside_they_are_plain_ai
 def test_regional_interpolation_needs_an_aid_model(sd15_tiny, sequence):
     with pytest.raises(AIDInputError, match="AID Regional Interpolation: input 'model'.*Apply AID"):
         AIDRegionalInterpolation().apply(sd15_tiny[0], sequence["regions"])
+
+
+@pytest.mark.parametrize("order", ["regions then AID", "AID then regions"])
+def test_a_region_at_weight_zero_next_to_aid_gives_the_aid_frames(comfy, sd15_tiny, sequence, prompts, aid_frames,
+                                                                   order):
+    from aid_pack.nodes.region_weights import SpatialTemporalWeights
+
+    zero = SpatialTemporalWeights().build("constant", 0.0, 0.0, 0.0, "")["result"][0]
+    apply_regions = ApplySpatialTemporalAttention().apply
+    if order == "regions then AID":
+        model = apply_aid(apply_regions(sd15_tiny[0], sequence["regions"], zero)[0], sequence["schedule"])
+    else:
+        model = apply_regions(apply_aid(sd15_tiny[0], sequence["schedule"]), sequence["regions"], zero)[0]
+    frames = run(comfy, model, sequence, prompts)
+    for frame in range(FRAMES):
+        assert close(frames[frame], aid_frames[frame]), frame
+
+
+def test_applying_both_leaves_the_input_model_unchanged(sd15_tiny, sequence):
+    model = sd15_tiny[0]
+    before = copy.deepcopy(model.model_options)
+    apply_aid(ApplySpatialTemporalAttention().apply(model, sequence["regions"])[0], sequence["schedule"])
+    ApplySpatialTemporalAttention().apply(apply_aid(model, sequence["schedule"]), sequence["regions"])
+    assert model.model_options == before
