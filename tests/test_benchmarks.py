@@ -28,3 +28,15 @@ def test_smooth_rows_benchmark_counts_match_the_arithmetic():
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("dynamic", "auto beta"))]
     assert rows and all(row[-5] == row[-4] for row in rows)  # counted rows/step == arithmetic
+
+
+@pytest.mark.slow
+def test_spacetime_cost_benchmark_runs_on_the_tiny_model():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "spacetime_cost.py"), "--model", "tiny", "--size", "64",
+                           "--steps", "2", "--iterations", "1", "--candidates", "2", "--pairs", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(("plain ", "fixed ", "search ", "gradient "))}
+    assert sorted(rows) == ["fixed", "gradient", "plain", "search"] and rows["plain"][2] == "1.000"
+    assert "in turn in one process" in done.stdout and "fixed time x" in done.stdout
