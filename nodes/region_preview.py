@@ -28,7 +28,8 @@ def layout_preview(layout: RegionLayout, title: str = "") -> Image.Image:
         colour = PALETTE[index % len(PALETTE)]
         left, top, right, bottom = region.pixel_box(height, width)
         draw.rectangle([left, top, right - 1, bottom - 1], outline=colour, width=2)
-        label = f"{index + 1} {region.name}" + ("" if region.conditioning is not None else " (no prompt)")
+        name = region.name if len(region.name) <= 40 else region.name[:39] + "..."  # PIL draws bounded text only
+        label = f"{index + 1} {name}" + ("" if region.conditioning is not None else " (no prompt)")
         draw.rectangle([left + 2, top + 2, left + 8 + 6 * len(label), top + 15], fill=(0, 0, 0))
         draw.text((left + 5, top + 3), label, fill=colour, font=font)
     if title:

@@ -13,6 +13,7 @@ REGION_NODE = "Spatial-Temporal Region"
 CATEGORY = "AID/spatial-temporal"
 UNITS = ("fractions", "pixels")
 MAX_SIZE = 16384
+MAX_DESCRIPTION = 200  # characters; CLIP reads 77 tokens of 'a photo of <description>'
 
 
 def regions_input(tooltip: str = "Regions to add to (from another region or layout node); leave empty to start "
@@ -136,6 +137,10 @@ class SpatialTemporalRegion:
         if not name:
             raise AIDInputError(REGION_NODE, "description", "the description is empty.",
                                 "name the object in a few words, e.g. 'a red cup'.")
+        if len(name) > MAX_DESCRIPTION:
+            raise AIDInputError(REGION_NODE, "description", f"the description has {len(name)} characters; CLIP reads "
+                                f"'a photo of <description>' up to 77 tokens.",
+                                f"name the object in a few words (at most {MAX_DESCRIPTION} characters).")
         if local_prompt is not None:
             check_local_prompt(REGION_NODE, "local_prompt", local_prompt)
         layout = regions if regions is not None else RegionLayout(canvas=(int(canvas_width), int(canvas_height)))

@@ -122,6 +122,8 @@ def test_bad_inputs_name_the_node_and_the_input(sd15_tiny, texts, encode):
         SpatialTemporalRegion().add("cat", "pixels", 0, 0, 0, 64, local_prompt=texts["cat"])
     with pytest.raises(AIDInputError, match="input 'description'"):
         SpatialTemporalRegion().add("  ", "fractions", 0, 0, 0.5, 1, local_prompt=texts["cat"])
+    with pytest.raises(AIDInputError, match="input 'description'.*characters"):  # the fuzz test's 1 MB string
+        SpatialTemporalRegion().add("a" * 1_000_000, "fractions", 0, 0, 0.5, 1, local_prompt=texts["cat"])
     with pytest.raises(AIDInputError, match="input 'local_prompt'.*one local prompt"):
         SpatialTemporalRegion().add("cat", "fractions", 0, 0, 0.5, 1, local_prompt=texts["cat"] + texts["dog"])
     with pytest.raises(AIDInputError, match="input 'mask'.*black"):
