@@ -75,7 +75,9 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
     `image_branches` maps a block key to an image-prompt branch for that layer's cross-attention
     (installed even when cross-attention is not interpolated). A patch another pack installed
     earlier at a key is chained to (called as the attention function), never dropped; an
-    earlier AID patch is replaced. Returns the number of patched attention layers.
+    earlier AID patch is replaced. A patch that declares `stays_outermost` (region attention) keeps
+    its place: the AID patch is put inside it, chained to what it chained to, via its
+    `with_previous(patch)`. Returns the number of patched attention layers.
     """
     if layers not in LAYERS:
         raise ValueError(f"unknown layers '{layers}', expected one of {', '.join(LAYERS)}.")
@@ -97,7 +99,11 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
         layer_settings = settings if interpolate_here else replace(settings, active=False)
         for key, layer in install_keys(keys, attention_name, replace_patches):
             previous = existing_replace_patch(model.model_options, attention_name, key)
-            setter(InterpolationPatch(layer_settings, previous, branches.get(layer)), *key)
+            outer = previous if getattr(previous, "stays_outermost", False) else None
+            if outer is not None:  # region attention stays outside: AID goes inside it (see _remove_interpolation)
+                previous = outer.previous
+            patch = InterpolationPatch(layer_settings, previous, branches.get(layer))
+            setter(outer.with_previous(patch) if outer is not None else patch, *key)
             chained += previous is not None
         count += len(keys)
     if chained and settings.fusion == "lse" and settings.active:
@@ -112,7 +118,11 @@ def _remove_interpolation(model, attention_name: str) -> None:
     if not replace:
         return
     for key, patch in list(replace.items()):
-        if isinstance(patch, InterpolationPatch):
+        if getattr(patch, "stays_outermost", False) and isinstance(patch.previous, InterpolationPatch):
+            # a patch that must stay outermost (region attention, attention/region_patch.py) around an AID patch:
+            # AID calls what it chains to with joined key sets, which that patch cannot split by token ranges
+            replace[key] = patch.with_previous(patch.previous.previous)
+        elif isinstance(patch, InterpolationPatch):
             if patch.previous is None:
                 del replace[key]
             else:

@@ -49,6 +49,9 @@ class InterpolationSettings:
     fusion: str = "concat"  # "concat" (the user's attention backend) or "lse"
     node_name: str = "Apply AID"
     layout: FrameLayout | None = None
+    # Regional interpolation: callable (extra_options, query_tokens, device, dtype) -> c(x) [tokens] in 0..1;
+    # None is c = 1 everywhere (plain AID). See InterpolationPatch._hold_outside_map.
+    coefficient_map: object = None
 
     def __post_init__(self):
         if self.layout is None:
@@ -135,6 +138,8 @@ class InterpolationPatch:
             out = self._chained(q, k, v, extra_options, positive, frames)
         else:
             out = self._interpolated(q, k, v, extra_options, positive, frames)
+        if settings.coefficient_map is not None and settings.active and frames > 1 and any(positive):
+            out = self._hold_outside_map(out, q, k, v, extra_options, positive, frames)
         if self.image_branch is not None:
             out = out + self.image_branch(q, extra_options, positive, settings.frame_layout(), active)
         return self._with_added_terms(out, q, k, v, extra_options)
@@ -150,6 +155,30 @@ class InterpolationPatch:
             if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
                 out = out + callback(out, q, k, v, extra_options, **kwargs)
         return out.to(dtype)
+
+    def _hold_outside_map(self, out, q, k, v, extra_options, positive, frames):
+        """Regional interpolation: where c(x) < 1, frames after A (row 0) hold at A, at every step.
+
+        On rows 1..F-1 of positive chunks, out(x) = (1 - c(x)) Attn(q_x, K_A, V_A) + c(x) out(x): outside the
+        map a frame attends to endpoint A's keys only, inside it is interpolated as usual; c = 1 is plain
+        AID exactly. The last frame therefore shows B inside the map and follows A outside it.
+        """
+        c = self.settings.coefficient_map(extra_options, q.shape[1], q.device, q.dtype).reshape(1, -1, 1)
+        rows = [chunk * frames + f for chunk, is_positive in enumerate(positive) if is_positive
+                for f in range(1, frames)]
+        index = torch.tensor(rows, device=q.device)
+        k_a, v_a = k.clone(), v.clone()
+        for chunk, is_positive in enumerate(positive):
+            if is_positive:
+                first = chunk * frames
+                k_a[first + 1:first + frames], v_a[first + 1:first + frames] = k[first], v[first]
+        if self.previous is not None:
+            hold = self.previous(q, k_a, v_a, extra_options)[index]
+        else:
+            hold = comfy_attention(extra_options)(q[index], k_a[index], v_a[index])
+        result = out.clone()
+        result[index] = (1.0 - c) * hold + c * out[index]
+        return result
 
     def _interpolated(self, q, k, v, extra_options, positive, frames):
         settings = self.settings

@@ -1,9 +1,12 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
 from . import apply, best_frame, conditioning, ipadapter, latent, report, sampler, schedule, smooth, video
 from . import shares
+from . import layout, region_sampler, region_weights, regions
 
 # Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
 _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video, shares)
+# Spatial-temporal attention control (AID/spatial-temporal): regions, layouts, weights, sampling.
+_MODULES += (regions, layout, region_weights, region_sampler)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

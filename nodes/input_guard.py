@@ -59,6 +59,10 @@ SOCKETS = {
     "AID_DISTANCES": (_instance_of("..scoring.metrics", "SequenceDistances"), "sequence distances",
                       "AID Sequence Report or AID Smooth Sampler"),
     "AID_SHARE": (_instance_of("..samplers.shares", "ShareSpec"), "a sequence share", "AID Sequence Share"),
+    "AID_REGIONS": (_instance_of("..samplers.region_layout", "RegionLayout"), "a region list",
+                    "Spatial-Temporal Region, Typed Layout or Auto Layout"),
+    "AID_REGION_WEIGHTS": (_instance_of("..samplers.region_weights", "RegionWeights"), "region weights",
+                           "Spatial-Temporal Weights or the weight optimiser"),
 }
 
 

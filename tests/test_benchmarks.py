@@ -42,3 +42,15 @@ def test_distributed_share_benchmark_counts_each_servers_rows():
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["5"]]
     assert rows == [["5", "5", "4", "3", "0.800", "1.25x"]]  # 3 interior frames: 2 + A + B, 1 + A + B
+
+
+@pytest.mark.slow
+def test_spacetime_cost_benchmark_runs_on_the_tiny_model():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "spacetime_cost.py"), "--model", "tiny", "--size", "64",
+                           "--steps", "2", "--iterations", "1", "--candidates", "2", "--pairs", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(("plain ", "fixed ", "search ", "gradient "))}
+    assert sorted(rows) == ["fixed", "gradient", "plain", "search"] and rows["plain"][2] == "1.000"
+    assert "in turn in one process" in done.stdout and "fixed time x" in done.stdout

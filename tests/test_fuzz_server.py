@@ -116,13 +116,21 @@ def outcome_problem(result, node_id: str, input_name: str, bad, object_info, fuz
     return None
 
 
+# Inputs the first producer of their type cannot feed validly: node -> {input: the node that must make it}.
+LINKED_FROM = {"AIDRegionalInterpolation": {"model": "ApplyAID"}}  # restricts an AID-patched model
+# Widgets whose default cannot run the node: node -> {input: a value that can}.
+VALID_WIDGETS = {"AIDSpatialTemporalWeightOptimiser": {"prompt_text": "a photo of a cat"}}  # scored against it
+
+
 def valid_prompt(server, object_info: dict, good_files: dict, class_type: str) -> tuple[dict, str]:
     """A prompt that runs `class_type` successfully: required inputs, plus the optional sockets its errors ask for."""
     optional: set = set()
     declared_optional = object_info[class_type]["input"].get("optional", {})
     while True:
         builder = PromptBuilder(object_info, good_files)
-        node_id = builder.node(class_type, optional=optional)
+        linked = {name: [builder.node(producer), 0] for name, producer in LINKED_FROM.get(class_type, {}).items()}
+        linked.update(VALID_WIDGETS.get(class_type, {}))
+        node_id = builder.node(class_type, linked, optional=optional)
         prompt = builder.with_sink(node_id)
         result = server.run(prompt, poll_interval=0.05)
         if result.success:

@@ -16,11 +16,13 @@ from aid_harness.templates import GRID, TILE, prompt_digest, thumbnail_digest
 from aid_harness.workflow_format import _is_combo, _spec_parts, check_api_prompt, object_info_from_loaded_nodes, ui_to_api
 
 # Small stand-ins so a workflow runs on a CPU in seconds; everything else runs as shipped.
-TEST_SIZES = {"width": 64, "height": 64, "steps": 3, "frames": 4}
+TEST_SIZES = {"width": 64, "height": 64, "steps": 3, "frames": 4, "iterations": 1, "candidates": 2}
 STEMS = sorted(name[:-len(".json")] for name in WORKFLOWS)
 # Workflows with other packs' nodes cannot be built or run in this host; tests/test_distributed.py checks
 # them (description, thumbnail, run) on servers that load those packs.
 IN_PROCESS = sorted(name for name in WORKFLOWS if name not in PEER_PACKS)
+# Workflows that make one image (spatial-temporal control) end in Save Image; all others in a video.
+IMAGE_WORKFLOWS = ("spacetime_",)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,9 @@ def test_workflow_runs_headless(name, object_info, runner, sd15_tiny_name, comfy
     result = runner.run(prompt, {"extra_pnginfo": {"workflow": workflow}}).raise_for_error()
     files = result.output_files(comfy_base)
     assert files and all(f.is_file() for f in files)
+    if name.startswith(IMAGE_WORKFLOWS):
+        assert [f for f in files if f.suffix == ".png" and "/temp/" not in str(f)], "the image is saved"
+        return
     clips = [f for f in files if f.suffix in (".mp4", ".webm")]
     assert clips, "every example workflow ends in a video"
     with av.open(str(clips[-1])) as container:

@@ -513,3 +513,138 @@ def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR, names=None)
         path.write_text(json.dumps(build_workflow(name, object_info), indent=2) + "\n")
         paths.append(path)
     return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# spatial-temporal attention control (issue 11)
+# ----------------------------------------------------------------------------------------------
+
+
+def _save_image(flow: UIWorkflow, ckpt, latent_source, x: int, prefix: str):
+    """VAE Decode, then Save Image: the spatial-temporal examples make one image."""
+    decode = flow.add("VAEDecode", pos=(x, 160), size=(220, 50))
+    flow.link(latent_source, 0, decode, "samples")
+    flow.link(ckpt, "VAE", decode, "vae")
+    save = flow.add("SaveImage", {"filename_prefix": prefix}, pos=(x + 260, 160), size=(400, 440))
+    flow.link(decode, "IMAGE", save, "images")
+    return decode
+
+
+def _clip_scorer(flow: UIWorkflow, y: int):
+    return flow.add("AIDCLIPScorerLoader", {"model_name": CLIP_SCORER_MODEL}, pos=(0, y), size=(330, 60),
+                    title="CLIP scorer (models/clip_scoring)")
+
+
+def spacetime_layout(object_info: dict) -> dict:
+    """Two objects in a typed layout, weights optimised by gradient (the paper), then Apply + the core KSampler."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    prompt = flow.add("PrimitiveStringMultiline", {"value": "a photo of a cat to the left of a dog, in a garden"},
+                      pos=(0, 320), size=(330, 120), title="Prompt (text)")
+    positive = flow.add("CLIPTextEncode", pos=(380, 0), size=(400, 100), title="Prompt")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 140),
+                        size=(400, 100), title="Negative prompt")
+    cat_prompt = flow.add("CLIPTextEncode", {"text": "a photo of a cat"}, pos=(380, 280), size=(400, 100),
+                          title="Local prompt: cat")
+    dog_prompt = flow.add("CLIPTextEncode", {"text": "a photo of a dog"}, pos=(380, 420), size=(400, 100),
+                          title="Local prompt: dog")
+    flow.link(prompt, 0, positive, "text")
+    for node in (positive, negative, cat_prompt, dog_prompt):
+        flow.link(ckpt, "CLIP", node, "clip")
+    cat = flow.add("AIDSpatialTemporalRegion", {"description": "cat", "units": "fractions", "x": 0.03, "y": 0.15,
+                                                "width": 0.44, "height": 0.7}, pos=(840, 0), size=(320, 520))
+    flow.link(cat_prompt, 0, cat, "local_prompt")
+    dog = flow.add("AIDSpatialTemporalRegion", {"description": "dog", "units": "fractions", "x": 0.53, "y": 0.15,
+                                                "width": 0.44, "height": 0.7}, pos=(1200, 0), size=(320, 520))
+    flow.link(dog_prompt, 0, dog, "local_prompt")
+    flow.link(cat, 0, dog, "regions")
+    start = flow.add("AIDSpatialTemporalWeights", {"mode": "constant", "weight": 0.5}, pos=(840, 560),
+                     size=(320, 420), title="Starting weights")
+    latent = flow.add("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}, pos=(380, 560),
+                      size=(300, 110))
+    scorer = _clip_scorer(flow, 480)
+    optimiser = flow.add("AIDSpatialTemporalWeightOptimiser", {
+        "seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "method": "gradient",
+        "iterations": 3, "learning_rate": 0.005, "candidates": 4}, pos=(1560, 0), size=(380, 700))
+    for source, output, name in ((ckpt, "MODEL", "model"), (positive, 0, "positive"), (negative, 0, "negative"),
+                                 (dog, 0, "regions"), (latent, 0, "latent_image"), (ckpt, "VAE", "vae"),
+                                 (scorer, 0, "scorer"), (prompt, 0, "prompt_text"), (start, 0, "weights")):
+        flow.link(source, output, optimiser, name)
+    apply = flow.add("AIDApplySpatialTemporalAttention", pos=(1980, 0), size=(320, 80))
+    flow.link(ckpt, "MODEL", apply, "model")
+    flow.link(dog, 0, apply, "regions")
+    flow.link(optimiser, "weights", apply, "weights")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                    "scheduler": "normal", "denoise": 1.0}, pos=(1980, 160), size=(320, 270),
+                       title="KSampler (same seed and settings as the optimiser)")
+    flow.link(apply, 0, sampler, "model")
+    flow.link(positive, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, 0, sampler, "latent_image")
+    _save_image(flow, ckpt, sampler, 2340, "AID/spacetime_layout")
+    return flow.to_json()
+
+
+def spacetime_auto_layout(object_info: dict) -> dict:
+    """A layout read from the prompt's words, weights found by the batched search, in the one-box sampler."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    layout = flow.add("AIDSpatialTemporalAutoLayout", {
+        "prompt": "a photo of a red apple to the left of a blue vase, a wooden table below the vase"},
+        pos=(380, 0), size=(420, 560))
+    flow.link(ckpt, "CLIP", layout, "clip")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 600),
+                        size=(400, 100), title="Negative prompt")
+    flow.link(ckpt, "CLIP", negative, "clip")
+    latent = flow.add("EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}, pos=(0, 320),
+                      size=(300, 110))
+    scorer = _clip_scorer(flow, 480)
+    sampler = flow.add("AIDSpatialTemporalSampler", {
+        "seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "method": "search",
+        "iterations": 3, "learning_rate": 0.005, "candidates": 4, "denoise": 1.0}, pos=(860, 0), size=(380, 760))
+    for source, output, name in ((ckpt, "MODEL", "model"), (layout, "positive", "positive"), (negative, 0, "negative"),
+                                 (layout, "regions", "regions"), (latent, 0, "latent_image"), (ckpt, "VAE", "vae"),
+                                 (scorer, 0, "scorer"), (layout, "prompt", "prompt_text")):
+        flow.link(source, output, sampler, name)
+    _save_image(flow, ckpt, sampler, 1280, "AID/spacetime_auto_layout")
+    return flow.to_json()
+
+
+def aid_regional_interpolation(object_info: dict) -> dict:
+    """AID between two prompts where only a region travels from A to B (AID Regional Interpolation), to a video."""
+    flow = UIWorkflow(object_info)
+    ckpt, text_a, text_b, negative = _checkpoint_and_prompts(
+        flow, "a photo of a cat sitting on a green sofa in a bright living room",
+        "a photo of a dog sitting on a green sofa in a bright living room", "blurry, low quality, watermark, text")
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "linear"}, pos=(0, 360), size=(330, 330))
+    region = flow.add("AIDSpatialTemporalRegion", {"description": "the animal", "units": "fractions", "x": 0.2,
+                                                   "y": 0.15, "width": 0.6, "height": 0.7}, pos=(380, 510),
+                      size=(320, 520), title="Region that travels from A to B")
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
+    flow.link(text_a, 0, conditioning, "positive_a")
+    flow.link(text_b, 0, conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    apply = flow.add("ApplyAID", pos=(840, 180), size=(300, 300))
+    flow.link(ckpt, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    regional = flow.add("AIDRegionalInterpolation", pos=(840, 520), size=(300, 80))
+    flow.link(apply, 0, regional, "model")
+    flow.link(region, 0, regional, "regions")
+    latent = flow.add("AIDLatent", {"width": 512, "height": 512, "seed": 0, "seed_b": -1}, pos=(840, 720),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                    "scheduler": "normal", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(regional, 0, sampler, "model")
+    flow.link(conditioning, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    _decode_and_save(flow, ckpt, sampler, 1540, prefix="AID/regional_interpolation")
+    return flow.to_json()
+
+
+WORKFLOWS.update({
+    "spacetime_layout.json": spacetime_layout,
+    "spacetime_auto_layout.json": spacetime_auto_layout,
+    "aid_regional_interpolation.json": aid_regional_interpolation,
+})

@@ -7,7 +7,8 @@
 Each JSON file is built from its description in example_workflows.py (with the model note). Each
 thumbnail (`<name>.jpg`, what ComfyUI's template browser shows) comes from a real run of that
 workflow on the ComfyUI host, in this process, with the random-weight stand-ins of its models at
-a small size: four frames of the sequence, first to last, in a 2 x 2 grid. Its JPEG comment
+a small size: four frames of the sequence, first to last, in a 2 x 2 grid (a workflow that saves one
+image, not a clip, fills the card with that image). Its JPEG comment
 records the hash of the workflow's prompt, so tests/test_workflows.py can tell a stale thumbnail.
 A workflow that needs other packs (example_workflows.PEER_PACKS: ComfyUI-Distributed) is written
 from the node definitions of, and run on, a master and a worker server (aid_harness/distributed.py).
@@ -80,6 +81,14 @@ def grid(frames: list):
     return card
 
 
+def single_image_card(path: Path):
+    """The whole card from one saved image (workflows that make one image, not a sequence)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB").resize((TILE * GRID, TILE * GRID), Image.Resampling.BICUBIC)
+
+
 def make_thumbnail(name: str, runner, base: Path, object_info: dict) -> Path:
     """Run the shipped workflow `name` with stand-ins and write `<stem>.jpg` beside it; returns its path."""
     workflow = json.loads((WORKFLOWS_DIR / name).read_text())
@@ -91,11 +100,15 @@ def make_thumbnail(name: str, runner, base: Path, object_info: dict) -> Path:
         if node["class_type"] == "AIDFramesToVideo":
             node["inputs"].update(CLIP_AS_SEQUENCE)
     result = runner.run(prompt, {"extra_pnginfo": {"workflow": workflow}}).raise_for_error()
-    clips = [f for f in result.output_files(base) if f.suffix in (".mp4", ".webm", ".gif", ".webp")]
-    if not clips:
-        raise RuntimeError(f"{name} saved no clip (AID Frames to Video); a thumbnail needs its frames.")
+    files = result.output_files(base)
+    clips = [f for f in files if f.suffix in (".mp4", ".webm", ".gif", ".webp")]
+    images = [f for f in files if f.suffix == ".png" and "temp" not in f.relative_to(base).parts]
+    if not clips and not images:
+        raise RuntimeError(f"{name} saved no clip (AID Frames to Video) and no image (Save Image); a thumbnail "
+                           f"needs its frames.")
     path = (WORKFLOWS_DIR / name).with_suffix(".jpg")
-    grid(decode_clip(clips[-1])).save(path, "JPEG", quality=JPEG_QUALITY, optimize=True,
+    card = grid(decode_clip(clips[-1])) if clips else single_image_card(images[-1])
+    card.save(path, "JPEG", quality=JPEG_QUALITY, optimize=True,
                                       comment=f"{COMMENT_PREFIX}{digest} (random-weight stand-ins, "
                                               f"{THUMBNAIL_SIZES['width']} px, {THUMBNAIL_SIZES['steps']} steps)")
     return path

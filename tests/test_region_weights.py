@@ -1,0 +1,131 @@
+"""Temporal weights: schedules, and the two optimisers on the real host (tiny SD1.5, tiny random CLIP, 64 px).
+
+What is tested of the optimisers are their properties, not image quality: the gradient method lowers the
+objective within its iterations, the search never returns a setting worse than its start, and what both
+return is reproducible by Apply Spatial-Temporal Attention + KSampler with the returned weights.
+"""
+import pytest
+import torch
+
+from aid_harness.compare import close
+from aid_pack.errors import AIDInputError
+from aid_pack.nodes.best_frame import AIDCLIPScorerLoader
+from aid_pack.nodes.region_sampler import (ApplySpatialTemporalAttention, SpatialTemporalSampler,
+                                           SpatialTemporalWeightOptimiser)
+from aid_pack.nodes.region_weights import SpatialTemporalWeights
+from aid_pack.nodes.regions import SpatialTemporalRegion
+from aid_pack.samplers.region_optimiser import perturbed
+from aid_pack.samplers.region_weights import (RegionWeights, RowWeights, WeightCurve, WeightsError, parse_curve,
+                                              parse_knots)
+
+SIZE, STEPS, CFG, SEED = 64, 2, 5.0, 21
+PROMPT = "a photo of a cat to the left of a dog"
+
+
+def test_curves_run_from_the_first_step_to_the_last():
+    assert WeightCurve.ramp(1.0, 0.0).values(5).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert WeightCurve.constant(0.3).values(3).tolist() == [0.3, 0.3, 0.3]
+    assert parse_curve("0:0, 0.5:1, 1:0").values(5).tolist() == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert parse_curve("0.5:0.2").values(3).tolist() == pytest.approx([0.2, 0.2, 0.2])
+
+
+def test_knots_text_has_a_default_and_named_curves():
+    default, named = parse_knots("# every region\n0:0.8, 1:0.2\ndog = 0:1, 1:0.5\n")
+    weights = RegionWeights(default, named)
+    table = weights.table_for(3, ("cat", "dog"))
+    assert table[:, 0].tolist() == pytest.approx([0.8, 0.5, 0.2])
+    assert table[:, 1].tolist() == pytest.approx([1.0, 0.75, 0.5])
+    for bad in ("0:0.5, 0.5", "0.5:0.2, 0.4:0.3", "0:1.5", "0:1\n0:0.5", "= 0:1"):
+        with pytest.raises(WeightsError):
+            parse_knots(bad)
+
+
+def test_an_optimised_table_is_resampled_over_the_schedule_and_checked_against_the_regions():
+    weights = RegionWeights.from_table(torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]), ("cat", "dog"))
+    assert torch.equal(weights.table_for(3, ("cat", "dog")), weights.table)
+    assert weights.table_for(5, ("cat", "dog"))[:, 0].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    with pytest.raises(WeightsError, match="optimised for 2 regions"):
+        weights.table_for(3, ("cat",))
+    with pytest.raises(WeightsError):
+        RowWeights(torch.zeros(3, 1, 2)).rows_for(4, ("cat", "dog"))
+
+
+def test_search_perturbations_stay_in_range_and_follow_the_seed():
+    table = torch.full((6, 2), 0.5)
+    first = perturbed(table, 0.8, torch.Generator().manual_seed(1))
+    assert ((first >= 0) & (first <= 1)).all() and not torch.equal(first, table)
+    assert torch.equal(first, perturbed(table, 0.8, torch.Generator().manual_seed(1)))
+
+
+def test_the_weights_node_shows_its_curves_and_checks_names(sd15_tiny, encode):
+    built = SpatialTemporalWeights().build("knots", 0.5, 0, 0, "0:1, 1:0\ncat = 0:0.2")
+    assert built["ui"]["images"] and "cat: 0:0.2" in built["ui"]["text"][0]
+    regions = SpatialTemporalRegion().add("dog", "fractions", 0, 0, 0.5, 1,
+                                          local_prompt=encode(sd15_tiny[1], "a dog"))["result"][0]
+    with pytest.raises(AIDInputError, match="no region is described as cat"):
+        SpatialTemporalWeights().build("knots", 0.5, 0, 0, "cat = 0:0.2", regions=regions)
+
+
+@pytest.fixture(scope="module")
+def setup(sd15_tiny, encode, clip_scorer_name):
+    clip = sd15_tiny[1]
+    cat = SpatialTemporalRegion().add("cat", "fractions", 0.0, 0.1, 0.5, 0.8,
+                                      local_prompt=encode(clip, "a photo of a cat"))["result"][0]
+    regions = SpatialTemporalRegion().add("dog", "fractions", 0.5, 0.1, 0.5, 0.8,
+                                          local_prompt=encode(clip, "a photo of a dog"), regions=cat)["result"][0]
+    return {"model": sd15_tiny[0], "vae": sd15_tiny[2], "regions": regions, "positive": encode(clip, PROMPT),
+            "negative": encode(clip, "blurry"), "scorer": AIDCLIPScorerLoader().load(clip_scorer_name)[0],
+            "latent": {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}}
+
+
+def optimise(setup, method, iterations, learning_rate=0.005, candidates=2, sampler="euler"):
+    return SpatialTemporalSampler().sample(
+        setup["model"], setup["positive"], setup["negative"], setup["regions"], setup["latent"], SEED, STEPS, CFG,
+        sampler, "normal", method, iterations, learning_rate, candidates, vae=setup["vae"], scorer=setup["scorer"],
+        prompt_text=PROMPT)
+
+
+def ksample_with(comfy, setup, weights):
+    patched = ApplySpatialTemporalAttention().apply(setup["model"], setup["regions"], weights)[0]
+    return comfy["nodes"].common_ksampler(patched, SEED, STEPS, CFG, "euler", "normal", setup["positive"],
+                                          setup["negative"], setup["latent"])[0]["samples"]
+
+
+def objectives(report: str) -> tuple[float, float]:
+    line = next(line for line in report.splitlines() if line.startswith("objective before"))
+    parts = line.split()
+    return float(parts[2]), float(parts[4])
+
+
+def test_search_never_returns_a_worse_setting_than_its_start_and_its_image_is_reproducible(comfy, setup):
+    out = optimise(setup, "search", iterations=2, candidates=2)
+    latent, weights, report = out["result"]
+    before, after = objectives(report)
+    assert after <= before
+    assert "round 1:" in report and "round 2:" in report and out["ui"]["images"]
+    assert weights.table.shape == (STEPS, 2)
+    assert close(latent["samples"], ksample_with(comfy, setup, weights)), "a batch row is the one-image run"
+
+
+@pytest.mark.slow
+def test_the_gradient_optimiser_lowers_the_objective_within_its_iterations(comfy, setup):
+    weights, report = SpatialTemporalWeightOptimiser().optimise(
+        setup["model"], setup["positive"], setup["negative"], setup["regions"], setup["latent"], SEED, STEPS, CFG,
+        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)["result"]
+    rounds = [line for line in report.splitlines() if line.startswith(("round", "final weights"))]
+    first, final = (float(line.split(":")[1].split()[0]) for line in rounds)
+    assert final < first, report
+    assert not torch.allclose(weights.table, torch.full_like(weights.table, 0.5)), "Adam moved the weights"
+
+
+def test_optimising_needs_a_scorer_and_text_and_one_image(setup):
+    sampler = SpatialTemporalSampler()
+    args = (setup["model"], setup["positive"], setup["negative"], setup["regions"])
+    tail = (SEED, STEPS, CFG, "euler", "normal", "search", 1, 0.005, 2)
+    with pytest.raises(AIDInputError, match="Spatial-Temporal Sampler: input 'scorer'"):
+        sampler.sample(*args, setup["latent"], *tail, vae=setup["vae"], prompt_text=PROMPT)
+    with pytest.raises(AIDInputError, match="input 'prompt_text'"):
+        sampler.sample(*args, setup["latent"], *tail, vae=setup["vae"], scorer=setup["scorer"], prompt_text=" ")
+    batch = {"samples": torch.zeros(2, 4, SIZE // 8, SIZE // 8)}
+    with pytest.raises(AIDInputError, match="input 'latent_image'.*per image"):
+        sampler.sample(*args, batch, *tail, vae=setup["vae"], scorer=setup["scorer"], prompt_text=PROMPT)
