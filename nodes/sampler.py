@@ -4,10 +4,12 @@ from __future__ import annotations
 import torch
 
 from ..samplers.conditioning import BLENDS
+from ..samplers.inversion import held_model
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
 from .apply import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
 from .conditioning import build_sequence_conditioning
+from .editing import check_edit_sampling, inversion_input
 from .ipadapter import check_image_endpoints
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 
@@ -76,12 +78,13 @@ class AIDSampler:
                 "blend": (list(BLENDS), {"default": "lerp", "tooltip": "How interior prompts mix A and B."}),
                 **fusion_input(),
                 **image_endpoints_input(),
+                **inversion_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
-               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None):
+               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, inversion=None):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -94,6 +97,10 @@ class AIDSampler:
         check_image_endpoints(NODE_NAME, image_endpoints, model)
         check_image_size(NODE_NAME, width, height)
         check_frames_per_batch(NODE_NAME, max_frames_per_batch)
+        if inversion is not None:  # editing a real image: its size, endpoint A held on its trajectory
+            check_edit_sampling(NODE_NAME, model, inversion, sampler_name, steps, scheduler)
+            width, height = inversion.image_size
+            model = held_model(model, inversion, NODE_NAME)
         positive = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, schedule, blend, guidance)
         latent_format = model.get_model_object("latent_format")
         latent = torch.zeros([schedule.frames, latent_format.latent_channels, height // 8, width // 8])
