@@ -144,7 +144,6 @@ def record_inversion(model, positive, negative, latent: torch.Tensor, settings: 
     Runs through ComfyUI's CFGGuider, so the model's patches, model management and interruption
     apply as in any sampling run. `callback(step, x0, x, total)` is called after every step.
     """
-    import comfy.model_management
     import comfy.sample
     import comfy.samplers
     import comfy.utils
@@ -158,9 +157,8 @@ def record_inversion(model, positive, negative, latent: torch.Tensor, settings: 
     recorder = TrajectoryRecorder(settings.refine_steps, float(model.get_model_object("model_sampling").sigma_min))
     guider.sample(torch.zeros_like(latent), latent, recorder, sigmas, callback=callback,
                   disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=0)
-    latents = recorder.latents.to(comfy.model_management.intermediate_device(), torch.float32)
-    return Inversion(sigmas=sigmas, latents=latents.cpu(), fingerprint=fingerprint, settings=settings,
-                     image_size=image_size)
+    return Inversion(sigmas=sigmas, latents=recorder.latents.to("cpu", torch.float32), fingerprint=fingerprint,
+                     settings=settings, image_size=image_size)
 
 
 def held_sampler_name(sampler) -> str | None:

@@ -274,3 +274,19 @@ def test_latents_of_another_size_or_with_a_mask_are_refused(comfy, sd15_tiny, ph
     masked = dict(AIDLatent().build(SIZE, SIZE, schedule(), seed=0)[0], noise_mask=torch.ones(1, SIZE, SIZE))
     expect_error("AID Inversion Hold", "inversion",
                  lambda: core_sampler(comfy, model, positive, photo["neg"], masked, 1.0))
+
+
+@pytest.mark.slow
+def test_cost_benchmark_runs_on_the_tiny_model():
+    """benchmarks/editing_cost.py still runs and prints its table and the drift figures (not checked: no timed tests)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "editing_cost.py"
+    done = subprocess.run([sys.executable, str(script), "--model", "tiny", "--size", "64", "--steps", "2"],
+                          capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("aid", "inversion"))]
+    assert [row[0] for row in rows] == ["aid", "aid", "inversion", "inversion"] and rows[0][2] == "1.000"
+    assert "cfg 7 held" in done.stdout
