@@ -119,6 +119,16 @@ def test_core_path_gives_the_aid_sampler_frames(comfy, sd15_tiny, photo, inversi
         assert close(ddim[f], edited[1.0][f]), f"ddim frame {f}"
 
 
+def test_core_path_with_denoise_below_one_keeps_frame_zero(comfy, sd15_tiny, photo, inversion):
+    """A partial inversion (denoise 0.5 on both nodes) under the core KSampler at cfg 7: frame 0 is still the photo."""
+    partial = invert(sd15_tiny, photo, denoise=0.5)[0]
+    assert partial.steps == STEPS and float(partial.sigmas[0]) < float(inversion.sigmas[0]) / 2  # starts part-way
+    model, positive, latent = core_edit_inputs(sd15_tiny, photo, partial)
+    frames = core_sampler(comfy, model, positive, photo["neg"], latent, 7.0, denoise=0.5)
+    assert close(frames[0], photo["latent"][0])
+    assert torch.isfinite(frames).all() and not close(frames[-1], photo["latent"][0], rel=1e-2)
+
+
 def test_regeneration_drifts_without_the_hold_and_not_with_it(comfy, sd15_tiny, photo, inversion):
     """Prompt A alone from the inverted noise: plain Euler drifts from the photo, the held run lands on it."""
     latent = {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}
@@ -263,6 +273,10 @@ def test_samplers_that_cannot_be_held_are_refused(comfy, sd15_tiny, photo, inver
     message = expect_error("AID Inversion Hold", "inversion", lambda: core_sampler(
         comfy, model, positive, photo["neg"], latent, 1.0, sampler="heun"))
     assert "heun" in message and "euler or ddim" in message
+    for sampler in ("dpmpp_2m", "euler_ancestral"):  # multistep, and first order but with step noise
+        message = expect_error("AID Inversion Hold", "inversion", lambda: custom_advanced(
+            model, positive, photo["neg"], latent, 1.0, sampler))
+        assert f"the sampler is {sampler};" in message
 
 
 def test_latents_of_another_size_or_with_a_mask_are_refused(comfy, sd15_tiny, photo, inversion):
