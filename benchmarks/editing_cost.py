@@ -109,7 +109,9 @@ def measure(size: int, method: str, model_size: str, steps: int) -> dict:
                            "--steps", str(steps)],
                           capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{method} at {size}px failed:\n{done.stderr[-3000:]}")
+        killed = " (killed: out of memory?)" if done.returncode < 0 else ""
+        raise RuntimeError(f"{method} at {size}px failed with exit status {done.returncode}{killed}:\n"
+                           f"{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

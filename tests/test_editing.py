@@ -291,7 +291,7 @@ def test_latents_of_another_size_or_with_a_mask_are_refused(comfy, sd15_tiny, ph
 
 
 @pytest.mark.slow
-def test_cost_benchmark_runs_on_the_tiny_model():
+def test_editing_cost_benchmark_runs_on_the_tiny_model():
     """benchmarks/editing_cost.py still runs and prints its table and the drift figures (not checked: no timed tests)."""
     import subprocess
     import sys
