@@ -31,6 +31,7 @@ benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
 	$(VENV)/bin/python benchmarks/smooth_rows.py
 	$(VENV)/bin/python benchmarks/editing_cost.py
+	$(VENV)/bin/python benchmarks/distributed_share.py
 
 # Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and make each
 # thumbnail from a run of its workflow; WORKFLOW=name limits it to one.

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
+from ..attention.layout import FrameLayout
 from ..errors import AIDInputError, plural
 from ..scoring.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
 from ..samplers.noise import sequence_noise
-from ..samplers.schedule import InterpolationSchedule
+from ..samplers.schedule import InterpolationSchedule, linear_coefficients
 from ..samplers.sequence import SequenceRequest
 from ..samplers.smooth import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
 from ..samplers.smooth_sampling import DiffusionFrames
@@ -15,6 +16,7 @@ from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .report import sequence_plot
 from .sampler import AIDSampler, sampler_progress
+from .shares import sequence_share
 from .ui import save_preview
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 
@@ -24,7 +26,7 @@ PROBE = InterpolationSchedule((0.0, 0.5, 1.0), "custom")  # the first round of b
 PROMPT_INPUTS = ("positive_a", "positive_b", "negative")
 SAMPLING_INPUTS = ("width", "height", "seed", "steps", "cfg", "sampler_name", "scheduler", "mode", "layers",
                    "start_percent", "end_percent", "max_frames_per_batch")
-OPTIONAL_INPUTS = ("guidance", "seed_b", "blend", "fusion", "image_endpoints")
+OPTIONAL_INPUTS = ("guidance", "seed_b", "blend", "fusion", "image_endpoints", "share")
 
 
 class AIDSmoothSampler:
@@ -36,14 +38,17 @@ class AIDSmoothSampler:
                    "the Beta(alpha, beta) schedule with the smoothest trial sequence (a schedule you can reuse with "
                    "more frames or other seeds). Each round's new frames are sampled in one batch with both "
                    "endpoints. Outputs the frames, the schedule used (feed it to AID Sampler to get the same "
-                   "frames) and their distances.")
+                   "frames) and their distances. Split across GPUs (share input), every participant runs the "
+                   "whole search and outputs only its share of the kept frames.")
     CATEGORY = "AID"
     FUNCTION = "sample"
     RETURN_TYPES = ("LATENT", "IMAGE", "AID_SCHEDULE", "AID_DISTANCES")
     RETURN_NAMES = ("latent", "images", "schedule", "distances")
     OUTPUT_TOOLTIPS = (
-        "One latent per kept frame, frame 0 = A, last = B (as AID Sampler gives them for the schedule).",
-        "The kept frames, decoded with the VAE (the images the distances were measured on).",
+        "One latent per kept frame, frame 0 = A, last = B (as AID Sampler gives them for the schedule); with a "
+        "share, this participant's frames only.",
+        "The kept frames, decoded with the VAE (the images the distances were measured on); with a share, this "
+        "participant's frames only.",
         "The coefficients of the kept frames: beta(alpha, beta) for auto beta, a custom list for dynamic selection.",
         "Distances between neighbouring kept frames with their metric and coefficients, for other AID nodes.",
     )
@@ -96,7 +101,8 @@ class AIDSmoothSampler:
     def sample(self, model, vae, positive_a, positive_b, negative, frames, method, exploration_frames, max_trials,
                target_smoothness, frames_per_round, metric, width, height, seed, steps, cfg, sampler_name,
                scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch, clip_vision=None,
-               guidance=None, seed_b=-1, blend="lerp", max_alpha_beta=0.0, fusion="concat", image_endpoints=None):
+               guidance=None, seed_b=-1, blend="lerp", max_alpha_beta=0.0, fusion="concat", image_endpoints=None,
+               share=None):
         import comfy.model_management
         import comfy.samplers
 
@@ -117,6 +123,8 @@ class AIDSmoothSampler:
             raise AIDInputError(NODE_NAME, "exploration_frames", f"{exploration_frames} explored frames cannot "
                                 f"give {frames} frames.", f"explore at least {frames} (more gives more even steps).")
         distance = frame_distance(metric, clip_vision)
+        # A share takes frames by position, so any F-frame layout names the same ones as the result's.
+        share = sequence_share(NODE_NAME, share, FrameLayout.between(linear_coefficients(frames)))
         bounds = (1.0, max_alpha_beta) if max_alpha_beta > 0 else default_bounds(steps * (end_percent - start_percent))
         if method == "auto beta" and bounds[1] < 1.0:
             raise AIDInputError(NODE_NAME, "max_alpha_beta", f"{max_alpha_beta} is below 1.",
@@ -149,9 +157,14 @@ class AIDSmoothSampler:
         summary = (f"{result.describe()}; {plural(sum(source.batch_frames), 'frame')} sampled in "
                    f"{plural(len(source.batch_frames), 'batch', 'batches')}; {distance.name} distance; coefficients "
                    + ", ".join(f"{t:.4f}" for t in result.coefficients))
+        kept, images = result.coefficients, result.frames
+        if share is not None:  # the search ran whole, as on every participant; only the output is shared
+            kept = [result.coefficients[f] for f in share.frames]
+            images = result.frames[list(share.frames)]
+            summary += f"; this participant outputs {share.describe()}"
         ui = {"images": save_preview([sequence_plot(measured)], "aid_smooth"), "text": [summary]}
-        latent = {"samples": source.frame_latents(result.coefficients)}
-        return {"ui": ui, "result": (latent, result.frames, schedule, measured)}
+        latent = {"samples": source.frame_latents(kept)}
+        return {"ui": ui, "result": (latent, images, schedule, measured)}
 
 
 def frame_distance(metric: str, clip_vision):

@@ -53,3 +53,11 @@ def image_endpoints_input() -> dict:
     """The optional socket for IP-Adapter image endpoints, shared by Apply AID and AID Sampler."""
     return {"image_endpoints": ("AID_IMAGE_ENDPOINTS", {
         "tooltip": "Optional image prompts from AID IP-Adapter Endpoints (image morphing or image-control)."})}
+
+
+def share_input() -> dict:
+    """The optional socket for a participant's share of a split sequence (AID Sequence Share)."""
+    return {"share": ("AID_SHARE", {
+        "tooltip": "Optional, to split one sequence across several GPUs or machines: from AID Sequence Share. This "
+                   "participant samples only its share of the frames and outputs those, in order. Not connected: "
+                   "the whole sequence."})}

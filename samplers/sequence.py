@@ -3,7 +3,8 @@
 Frame f depends only on itself and on the two endpoint trajectories, so a batch
 [A, f_1 .. f_k, B] gives every frame at once (algorithm.md section 3). Long sequences are cut
 into chunks that each hold both endpoints again; the endpoint rows of later chunks repeat
-those of the first and are dropped.
+those of the first and are dropped. A participant of a split run (samplers/shares.py) samples only
+its share: its frames and the endpoints they attend to.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..attention.patch import InterpolationSettings
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
 from .sequence_run import install_sequence_run
+from .shares import Share, ShareRun, share_runs
 from .step_noise import SequenceSeed
 
 
@@ -112,9 +114,11 @@ class SequenceRequest:
     image_endpoints: object = None  # attention.image_prompt.ImageEndpoints (IP-Adapter images), or None
 
 
-def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Tensor:
+def sample_sequence(model, request: SequenceRequest, progress=None, share: Share | None = None) -> torch.Tensor:
     """Denoise every frame of `request`, in as few runs as max_frames_per_batch allows; returns [F, C, H, W].
 
+    With a `share` (samplers/shares.py, made for this request's F frames) only its rows are sampled and
+    only its frames returned, [len(share.frames), C, H, W] in frame order.
     `progress(done_steps, total_steps, x0_of_a_frame)` is called after every step of every run.
     """
     import comfy.model_management
@@ -122,10 +126,17 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
     import comfy.utils
 
     frames = len(request.coefficients)
-    chunks = plan_chunks(frames, request.max_frames_per_batch)
+    if share is not None and share.rows[-1] >= frames:
+        raise ValueError(f"the share was made for a longer sequence than these {frames} frames.")
+    if share is None:
+        runs = [ShareRun(tuple(chunk), tuple(chunk) if number == 0 else tuple(chunk[1:-1]))
+                for number, chunk in enumerate(plan_chunks(frames, request.max_frames_per_batch))]
+    else:
+        runs = share_runs(FrameLayout.between(request.coefficients), share, request.max_frames_per_batch)
     result = torch.empty_like(request.latent)
-    for chunk_number, chunk in enumerate(chunks):
+    for chunk_number, run in enumerate(runs):
         comfy.model_management.throw_exception_if_processing_interrupted()
+        chunk = list(run.rows)
         coefficients = tuple(request.coefficients[i] for i in chunk)
         model_chunk = patched_model(model, coefficients, request.options, request.node_name, request.image_endpoints)
         ksampler = comfy.samplers.KSampler(model_chunk, steps=request.steps, device=model_chunk.load_device,
@@ -136,7 +147,7 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
         sampler = comfy.samplers.sampler_object(request.sampler_name)
         middle = len(chunk) // 2
         offset = chunk_number * steps_this_run
-        total = steps_this_run * len(chunks)
+        total = steps_this_run * len(runs)
 
         def callback(step, x0, x, total_steps, offset=offset, total=total, middle=middle):
             comfy.model_management.throw_exception_if_processing_interrupted()
@@ -151,6 +162,6 @@ def sample_sequence(model, request: SequenceRequest, progress=None) -> torch.Ten
             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=SequenceSeed(request.seed, request.seed_b))
         samples = samples.to(comfy.model_management.intermediate_device())
         for position, frame in enumerate(chunk):
-            if chunk_number == 0 or frame not in (0, frames - 1):
+            if frame in run.produces:
                 result[frame] = samples[position]
-    return result
+    return result if share is None else result[list(share.frames)]

@@ -28,3 +28,17 @@ def test_smooth_rows_benchmark_counts_match_the_arithmetic():
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("dynamic", "auto beta"))]
     assert rows and all(row[-5] == row[-4] for row in rows)  # counted rows/step == arithmetic
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_distributed_share_benchmark_counts_each_servers_rows():
+    from aid_harness.distributed import distributed_snapshot
+
+    if distributed_snapshot() is None:
+        pytest.skip("no ComfyUI-Distributed snapshot")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "distributed_share.py"), "--frames", "5"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["5"]]
+    assert rows == [["5", "5", "4", "3", "0.800", "1.25x"]]  # 3 interior frames: 2 + A + B, 1 + A + B

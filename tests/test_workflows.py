@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 
 from aid_harness import host
-from aid_harness.example_workflows import (MODEL_FILES, NOTE_TITLE, WORKFLOWS, WORKFLOWS_DIR, build_workflow,
-                                           images_named, models_named, prepare_test_inputs, shrink, use_stand_ins)
+from aid_harness.example_workflows import (MODEL_FILES, NOTE_TITLE, PEER_PACKS, WORKFLOWS, WORKFLOWS_DIR,
+                                           build_workflow, images_named, models_named, prepare_test_inputs, shrink,
+                                           use_stand_ins)
 from aid_harness.runner import ServerRunner
 from aid_harness.templates import GRID, TILE, prompt_digest, thumbnail_digest
 from aid_harness.workflow_format import _is_combo, _spec_parts, check_api_prompt, object_info_from_loaded_nodes, ui_to_api
@@ -17,6 +18,9 @@ from aid_harness.workflow_format import _is_combo, _spec_parts, check_api_prompt
 # Small stand-ins so a workflow runs on a CPU in seconds; everything else runs as shipped.
 TEST_SIZES = {"width": 64, "height": 64, "steps": 3, "frames": 4}
 STEMS = sorted(name[:-len(".json")] for name in WORKFLOWS)
+# Workflows with other packs' nodes cannot be built or run in this host; tests/test_distributed.py checks
+# them (description, thumbnail, run) on servers that load those packs.
+IN_PROCESS = sorted(name for name in WORKFLOWS if name not in PEER_PACKS)
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +53,12 @@ def test_workflows_folder_points_to_the_templates_and_holds_no_copy():
     assert "example_workflows" in (folder / "README.md").read_text()
 
 
-@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_workflow_file_matches_its_description(name, object_info):
     assert shipped(name) == json.loads(json.dumps(build_workflow(name, object_info)))
 
 
-@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_every_model_file_a_workflow_names_is_described(name, object_info):
     """A combo value the host cannot offer is a file the user must get: MODEL_FILES must say where."""
     workflow = shipped(name)
@@ -88,7 +92,7 @@ def test_note_names_each_model_its_folder_and_where_to_get_it(name):
     assert sorted(m["name"] for m in declared) == sorted(m for m in named if MODEL_FILES[m].single_file)
 
 
-@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_thumbnail_is_a_small_jpeg_made_from_the_current_workflow(name, object_info):
     """`make templates` records the prompt it ran; a workflow changed since then needs a new thumbnail."""
     path = (WORKFLOWS_DIR / name).with_suffix(".jpg")
@@ -99,7 +103,7 @@ def test_thumbnail_is_a_small_jpeg_made_from_the_current_workflow(name, object_i
         f"{path.name} is stale: run `make templates WORKFLOW={name[:-5]}`"
 
 
-@pytest.mark.parametrize("name", sorted(WORKFLOWS))
+@pytest.mark.parametrize("name", IN_PROCESS)
 def test_workflow_runs_headless(name, object_info, runner, sd15_tiny_name, comfy_base):
     workflow = shipped(name)
     prompt = shrink_for_test(ui_to_api(workflow, object_info), sd15_tiny_name, prepare_test_inputs(name, comfy_base))

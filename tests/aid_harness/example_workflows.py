@@ -275,6 +275,65 @@ def aid_image_editing(object_info: dict) -> dict:
                     title="Edited image")
     flow.link(decode, "IMAGE", save, "images")
     return flow.to_json()
+DISTRIBUTED_NOTE_TITLE = "Run it on several GPUs (ComfyUI-Distributed)"
+DISTRIBUTED_NOTE = """## One sequence, several GPUs
+
+Needs [ComfyUI-Distributed](https://github.com/robertvoy/ComfyUI-Distributed) on the master and on every worker,
+and the same checkpoint on each of them.
+
+1. Enable your workers in the Distributed panel.
+2. **AID Sequence Share**: set `share_count` to the number of participants: the master plus the enabled workers.
+3. **Distributed Value** gives each participant its share: the master uses the default `0`; give the workers
+   `1`, `2`, ... in order.
+4. Queue as usual. Each participant samples its part of the frames (plus the two endpoints), Distributed
+   Collector gathers them on the master in order, and the video is made there.
+
+The frames equal a run on one GPU. The split is fixed: a worker that is offline leaves its frames out, so keep
+`share_count` equal to the participants that run."""
+
+
+def aid_distributed(object_info: dict) -> dict:
+    """A long sequence split across GPUs: Distributed Value -> AID Sequence Share -> AID Sampler -> VAE Decode ->
+    Distributed Collector -> AID Frames to Video (ComfyUI-Distributed's nodes, this pack's sampler)."""
+    flow = UIWorkflow(object_info)
+    ckpt, text_a, text_b, negative = _checkpoint_and_prompts(
+        flow, "a photo of a forest in spring, fresh green leaves, morning light",
+        "a photo of the same forest in winter, snow on the branches", "blurry, low quality, watermark, text")
+    schedule = flow.add("AIDSchedule", {"frames": 48, "curve": "linear"}, pos=(0, 360), size=(330, 330))
+    participant = flow.add("DistributedValue", {"default_value": "0", "worker_values": '{"_type": "INT", "1": "1"}'},
+                           pos=(380, 520), size=(400, 130), title="Participant (master 0, workers 1, 2, ...)")
+    share = flow.add("AIDSequenceShare", {"share_count": 2}, pos=(840, 520), size=(300, 110))
+    flow.link(participant, 0, share, "share_index")
+    sampler = flow.add("AIDSampler", {"width": 512, "height": 512, "seed": 42, "steps": 25, "cfg": 7.0,
+                                      "sampler_name": "euler", "scheduler": "normal"}, pos=(1180, 160),
+                       size=(340, 600))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(text_a, 0, sampler, "positive_a")
+    flow.link(text_b, 0, sampler, "positive_b")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    flow.link(share, 0, sampler, "share")
+    decode = flow.add("VAEDecode", pos=(1560, 160), size=(220, 50))
+    flow.link(sampler, 0, decode, "samples")
+    flow.link(ckpt, "VAE", decode, "vae")
+    collector = flow.add("DistributedCollector", {"load_balance": False}, pos=(1820, 160), size=(260, 80))
+    flow.link(decode, "IMAGE", collector, "images")
+    video = flow.add("AIDFramesToVideo", {"filename_prefix": "AID/distributed", "format": "mp4 (h264)", "fps": 12.0,
+                                          "loop": "forward", "hold_first": 2, "hold_last": 2},
+                     pos=(2120, 160), size=(420, 520))
+    flow.link(collector, "images", video, "images")
+    return add_note(flow.to_json(), DISTRIBUTED_NOTE_TITLE, DISTRIBUTED_NOTE, (380, 700))
+
+
+def add_note(workflow: dict, title: str, text: str, pos) -> dict:
+    """Add a MarkdownNote (an editor-only node) to a UI workflow, in place."""
+    node_id = workflow["last_node_id"] + 1
+    workflow["nodes"].append({
+        "id": node_id, "type": "MarkdownNote", "pos": list(pos), "size": [760, 90 + 22 * text.count("\n")],
+        "flags": {}, "order": len(workflow["nodes"]), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+        "widgets_values": [text], "title": title, "color": "#232", "bgcolor": "#353"})
+    workflow["last_node_id"] = node_id
+    return workflow
 
 
 WORKFLOWS = {
@@ -285,7 +344,12 @@ WORKFLOWS = {
     "paid_guided_interpolation.json": paid_guided_interpolation,
     "paid_compositional_generation.json": paid_compositional_generation,
     "aid_image_editing.json": aid_image_editing,
+    "aid_distributed.json": aid_distributed,
 }
+
+# Other packs a workflow needs besides this one and ComfyUI's core: it runs only on servers with them loaded
+# (tests/aid_harness/distributed.py), never in the in-process host.
+PEER_PACKS = {"aid_distributed.json": ("ComfyUI-Distributed",)}
 
 
 # ---------------------------------------------------------------------------------------------

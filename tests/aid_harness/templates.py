@@ -9,6 +9,8 @@ thumbnail (`<name>.jpg`, what ComfyUI's template browser shows) comes from a rea
 workflow on the ComfyUI host, in this process, with the random-weight stand-ins of its models at
 a small size: four frames of the sequence, first to last, in a 2 x 2 grid. Its JPEG comment
 records the hash of the workflow's prompt, so tests/test_workflows.py can tell a stale thumbnail.
+A workflow that needs other packs (example_workflows.PEER_PACKS: ComfyUI-Distributed) is written
+from the node definitions of, and run on, a master and a worker server (aid_harness/distributed.py).
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ if __name__ == "__main__":  # run as a script: tests/ on sys.path, this folder o
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aid_harness.example_workflows import (WORKFLOWS, WORKFLOWS_DIR, prepare_stand_ins, shrink,  # noqa: E402
-                                           use_stand_ins, write_workflows)
+from aid_harness import host  # noqa: E402
+from aid_harness.example_workflows import (PEER_PACKS, WORKFLOWS, WORKFLOWS_DIR, prepare_stand_ins,  # noqa: E402
+                                           shrink, use_stand_ins, write_workflows)
 from aid_harness.workflow_format import ui_to_api  # noqa: E402
 
 # The run behind a thumbnail: small enough for a CPU, the clip played once from A to B.
@@ -115,7 +118,6 @@ def main(argv=None) -> int:
     options = parser.parse_args(argv)
     names = [workflow_file_name(n) for n in options.names] or list(WORKFLOWS)
 
-    from aid_harness import host
     from aid_harness.runner import InProcessRunner
     from aid_harness.workflow_format import object_info_from_loaded_nodes
 
@@ -123,21 +125,42 @@ def main(argv=None) -> int:
     if how.startswith("pinned"):
         host.provision_pinned_comfyui(root)
     base = host.make_base_directory(Path(tempfile.mkdtemp(prefix="aid-templates-")))
+    in_process = [name for name in names if name not in PEER_PACKS]
     try:
-        booted = host.boot_in_process(root, base)
-        object_info = object_info_from_loaded_nodes()
-        for path in write_workflows(object_info, names=names):
-            print(f"[aid templates] wrote {path.relative_to(host.REPO)}", flush=True)
-        if options.json_only:
-            return 0
-        runner = InProcessRunner(booted)
-        for name in names:
-            path = make_thumbnail(name, runner, base, object_info)
-            print(f"[aid templates] wrote {path.relative_to(host.REPO)} ({path.stat().st_size // 1024} KB) from a "
-                  f"run of {name} with random-weight stand-ins", flush=True)
+        if in_process:
+            booted = host.boot_in_process(root, base)
+            object_info = object_info_from_loaded_nodes()
+            for path in write_workflows(object_info, names=in_process):
+                print(f"[aid templates] wrote {path.relative_to(host.REPO)}", flush=True)
+            runner = InProcessRunner(booted)
+            for name in [] if options.json_only else in_process:
+                report(make_thumbnail(name, runner, base, object_info), name)
+        with_peers = [name for name in names if name in PEER_PACKS]
+        if with_peers:
+            make_with_peers(root, base / "distributed", with_peers, options.json_only)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
+
+
+def report(path: Path, name: str) -> None:
+    print(f"[aid templates] wrote {path.relative_to(host.REPO)} ({path.stat().st_size // 1024} KB) from a run of "
+          f"{name} with random-weight stand-ins", flush=True)
+
+
+def make_with_peers(root: Path, folder: Path, names: list[str], json_only: bool) -> None:
+    """Workflows with ComfyUI-Distributed's nodes: written from, and run on, a master and a worker server."""
+    from aid_harness import models
+    from aid_harness.distributed import DistributedPair
+
+    models._bootstrap_comfy()  # the stand-in builders read ComfyUI's model definitions
+    with DistributedPair(root, folder) as pair:
+        object_info = pair.object_info()
+        for path in write_workflows(object_info, names=names):
+            print(f"[aid templates] wrote {path.relative_to(host.REPO)} (node definitions from a ComfyUI with "
+                  f"{', '.join(sorted({p for n in names for p in PEER_PACKS[n]}))})", flush=True)
+        for name in [] if json_only else names:
+            report(make_thumbnail(name, pair, pair.master.base, object_info), name + " on a master and a worker")
 
 
 if __name__ == "__main__":
