@@ -304,3 +304,10 @@ def test_editing_cost_benchmark_runs_on_the_tiny_model():
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("aid", "inversion"))]
     assert [row[0] for row in rows] == ["aid", "aid", "inversion", "inversion"] and rows[0][2] == "1.000"
     assert "cfg 7 held" in done.stdout
+
+
+def test_a_held_edit_cannot_be_split_across_servers(sd15_tiny, photo, inversion):
+    from aid_pack.samplers.shares import ShareSpec
+
+    message = expect_error("AID Sampler", "share", lambda: edit(sd15_tiny, photo, inversion, share=ShareSpec(0, 2)))
+    assert "disconnect 'share'" in message
