@@ -30,6 +30,7 @@ demo: setup-demo
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
 	$(VENV)/bin/python benchmarks/smooth_rows.py
+	$(VENV)/bin/python benchmarks/editing_cost.py
 	$(VENV)/bin/python benchmarks/distributed_share.py
 	$(VENV)/bin/python benchmarks/spacetime_cost.py
 

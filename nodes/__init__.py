@@ -2,11 +2,14 @@
 from . import apply, best_frame, conditioning, ipadapter, latent, report, sampler, schedule, smooth, video
 from . import shares
 from . import layout, region_sampler, region_weights, regions
+from . import editing
 
 # Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
 _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video, shares)
 # Spatial-temporal attention control (AID/spatial-temporal): regions, layouts, weights, sampling.
 _MODULES += (regions, layout, region_weights, region_sampler)
+# Real-image editing: inversion and the hold of endpoint A.
+_MODULES += (editing,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

@@ -58,6 +58,7 @@ SOCKETS = {
                         "AID CLIP Scorer Loader"),
     "AID_DISTANCES": (_instance_of("..scoring.metrics", "SequenceDistances"), "sequence distances",
                       "AID Sequence Report or AID Smooth Sampler"),
+    "AID_INVERSION": (_instance_of("..samplers.inversion", "Inversion"), "an inversion", "AID Invert Image"),
     "AID_SHARE": (_instance_of("..samplers.shares", "ShareSpec"), "a sequence share", "AID Sequence Share"),
     "AID_REGIONS": (_instance_of("..samplers.region_layout", "RegionLayout"), "a region list",
                     "Spatial-Temporal Region, Typed Layout or Auto Layout"),

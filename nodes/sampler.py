@@ -4,11 +4,14 @@ from __future__ import annotations
 import torch
 
 from ..attention.layout import FrameLayout
+from ..errors import AIDInputError
 from ..samplers.conditioning import BLENDS
+from ..samplers.inversion import held_model
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
 from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options, share_input
 from .conditioning import build_sequence_conditioning
+from .editing import check_edit_sampling, inversion_input
 from .ipadapter import check_image_endpoints
 from .shares import sequence_share
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
@@ -88,13 +91,15 @@ class AIDSampler:
                 "blend": (list(BLENDS), {"default": "lerp", "tooltip": "How interior prompts mix A and B."}),
                 **fusion_input(),
                 **image_endpoints_input(),
+                **inversion_input(),
                 **share_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
-               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, share=None):
+               guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, inversion=None,
+               share=None):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -107,6 +112,13 @@ class AIDSampler:
         check_image_endpoints(NODE_NAME, image_endpoints, model)
         check_image_size(NODE_NAME, width, height)
         check_frames_per_batch(NODE_NAME, max_frames_per_batch)
+        if inversion is not None:  # editing a real image: its size, endpoint A held on its trajectory
+            check_edit_sampling(NODE_NAME, model, inversion, sampler_name, steps, scheduler)
+            width, height = inversion.image_size
+            model = held_model(model, inversion, NODE_NAME)
+            if share is not None:
+                raise AIDInputError(NODE_NAME, "share", "a held edit (inversion connected) cannot be split across "
+                                    "servers yet.", "disconnect 'share' and run the edit on one server.")
         share = sequence_share(NODE_NAME, share, FrameLayout.between(schedule.coefficients))
         positive = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, schedule, blend, guidance)
         latent_format = model.get_model_object("latent_format")

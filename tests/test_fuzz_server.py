@@ -123,22 +123,26 @@ VALID_WIDGETS = {"AIDSpatialTemporalWeightOptimiser": {"prompt_text": "a photo o
 
 
 def valid_prompt(server, object_info: dict, good_files: dict, class_type: str) -> tuple[dict, str]:
-    """A prompt that runs `class_type` successfully: required inputs, plus the optional sockets its errors ask for."""
-    optional: set = set()
-    declared_optional = object_info[class_type]["input"].get("optional", {})
+    """A prompt that runs `class_type` successfully: required inputs, plus the optional sockets its errors (or
+    its producers' errors: AID Invert Image needs an image or a latent) ask for."""
+    optional: dict = {}  # class_type -> optional inputs to set
     while True:
-        builder = PromptBuilder(object_info, good_files)
+        builder = PromptBuilder(object_info, good_files, producer_optional=optional)
         linked = {name: [builder.node(producer), 0] for name, producer in LINKED_FROM.get(class_type, {}).items()}
         linked.update(VALID_WIDGETS.get(class_type, {}))
-        node_id = builder.node(class_type, linked, optional=optional)
+        node_id = builder.node(class_type, linked, optional=optional.get(class_type, ()))
         prompt = builder.with_sink(node_id)
         result = server.run(prompt, poll_interval=0.05)
         if result.success:
             return prompt, node_id
-        match = NAMED_ERROR.match(str((result.error or {}).get("exception_message", "")).strip())
+        error = result.error or {}
+        match = NAMED_ERROR.match(str(error.get("exception_message", "")).strip())
+        failed = error.get("node_type", "")
         wanted = match["input"] if match else None
-        assert wanted in declared_optional and wanted not in optional, result.raise_for_error()
-        optional.add(wanted)
+        asked = optional.setdefault(failed, set())
+        assert wanted in object_info.get(failed, {}).get("input", {}).get("optional", {}) and wanted not in asked, \
+            result.raise_for_error()
+        asked.add(wanted)
 
 
 def choice_that_reads(input_name: str, declared: dict) -> dict:

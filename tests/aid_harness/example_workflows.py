@@ -232,6 +232,49 @@ def paid_compositional_generation(object_info: dict) -> dict:
     return flow.to_json()
 
 
+def aid_image_editing(object_info: dict) -> dict:
+    """A photo -> AID Invert Image -> AID Sampler from its prompt to the edit prompt: the edit strength as a clip,
+    and one image at a chosen strength (a [0, s, 1] schedule gives exactly the frame at s)."""
+    flow = UIWorkflow(object_info)
+    ckpt, source, edit, negative = _checkpoint_and_prompts(
+        flow, "a photo of a wooden cabin by a lake, summer, green trees",
+        "a photo of a wooden cabin by a lake in winter, snow, frozen lake", "blurry, low quality, watermark, text")
+    source.title, edit.title = "Source prompt (what the photo shows)", "Edit prompt"
+    photo = flow.add("LoadImage", {"image": "photo.png"}, pos=(0, 520), size=(330, 360),
+                     title="Photo to edit (sides: multiples of 8)")
+    invert = flow.add("AIDInvertImage", {"steps": 25, "cfg": 1.0, "scheduler": "normal", "denoise": 1.0,
+                                         "refine_steps": 0}, pos=(840, 0), size=(320, 300))
+    flow.link(ckpt, "MODEL", invert, "model")
+    flow.link(source, 0, invert, "positive")
+    flow.link(negative, 0, invert, "negative")
+    flow.link(photo, "IMAGE", invert, "image")
+    flow.link(ckpt, "VAE", invert, "vae")
+    samplers = []
+    for y, schedule_widgets, title in ((0, {"frames": 7, "curve": "linear"}, "Edit sequence: strength 0 to 1"),
+                                       (620, {"curve": "custom", "custom": "0, 0.35, 1"},
+                                        "One image: strength 0.35 (the middle value)")):
+        schedule = flow.add("AIDSchedule", schedule_widgets, pos=(840, 340 + y // 2), size=(320, 260), title=title)
+        sampler = flow.add("AIDSampler", {"width": 512, "height": 512, "seed": 0, "steps": 25, "cfg": 7.0,
+                                          "sampler_name": "euler", "scheduler": "normal"}, pos=(1200, y),
+                           size=(340, 580))
+        flow.link(ckpt, "MODEL", sampler, "model")
+        flow.link(source, 0, sampler, "positive_a")
+        flow.link(edit, 0, sampler, "positive_b")
+        flow.link(negative, 0, sampler, "negative")
+        flow.link(schedule, 0, sampler, "schedule")
+        flow.link(invert, "inversion", sampler, "inversion")
+        samplers.append(sampler)
+    _decode_and_save(flow, ckpt, samplers[0], 1580, prefix="AID/image_editing")
+    pick = flow.add("LatentFromBatch", {"batch_index": 1, "length": 1}, pos=(1580, 720), size=(240, 80),
+                    title="The edited frame")
+    flow.link(samplers[1], 0, pick, "samples")
+    decode = flow.add("VAEDecode", pos=(1860, 720), size=(220, 50))
+    flow.link(pick, 0, decode, "samples")
+    flow.link(ckpt, "VAE", decode, "vae")
+    save = flow.add("SaveImage", {"filename_prefix": "AID/image_edit"}, pos=(2120, 720), size=(400, 440),
+                    title="Edited image")
+    flow.link(decode, "IMAGE", save, "images")
+    return flow.to_json()
 DISTRIBUTED_NOTE_TITLE = "Run it on several GPUs (ComfyUI-Distributed)"
 DISTRIBUTED_NOTE = """## One sequence, several GPUs
 
@@ -300,6 +343,7 @@ WORKFLOWS = {
     "ipadapter_image_control.json": ipadapter_image_control,
     "paid_guided_interpolation.json": paid_guided_interpolation,
     "paid_compositional_generation.json": paid_compositional_generation,
+    "aid_image_editing.json": aid_image_editing,
     "aid_distributed.json": aid_distributed,
 }
 

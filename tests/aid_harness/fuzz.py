@@ -21,6 +21,8 @@ CORE_PRODUCERS = {
 # Test sizes: every run stays at seconds on a CPU with the tiny models.
 SMALL = {"width": 64, "height": 64, "steps": 2, "frames": 3, "exploration_frames": 4, "max_trials": 2,
          "frames_per_round": 2, "batch_size": 3, "fps": 8.0}
+# Sockets that need a producer other than the default one: (consumer, input) -> (producer, its widgets).
+SOCKET_PRODUCERS = {("AIDInvertImage", "image"): ("EmptyImage", {"batch_size": 1})}  # one photo; a batch is refused
 # The message every pack error has (errors.AIDInputError): "<node>: input '<name>': <problem> Fix: <fix>".
 NAMED_ERROR = re.compile(r"^(?P<node>[^:\n]+): input '(?P<input>[^']+)': .+ Fix: \S.*", re.S)
 PLANTED = "aid-fuzz-"  # prefix of the corrupt model files the test puts into the model folders
@@ -54,6 +56,7 @@ class PromptBuilder:
     object_info: dict
     good_files: dict  # input name -> the file to choose in a model combo
     prompt: dict = field(default_factory=dict)
+    producer_optional: dict = field(default_factory=dict)  # class_type -> optional inputs a producer needs set
 
     def _new_id(self) -> str:
         return str(len(self.prompt) + 1)
@@ -98,6 +101,9 @@ class PromptBuilder:
             kind = input_kind(spec)
             if kind in PRIMITIVES:
                 inputs[name] = self.widget_value(name, spec)
+            elif (class_type, name) in SOCKET_PRODUCERS:
+                producer, widgets = SOCKET_PRODUCERS[(class_type, name)]
+                inputs[name] = [self.node(producer, widgets, _stack + (class_type,)), 0]
             else:
                 inputs[name] = self.socket(kind, _stack + (class_type,))
         for name, value in (overrides or {}).items():
@@ -114,7 +120,7 @@ class PromptBuilder:
         for node_id, node in self.prompt.items():  # one producer per kind, like a user's graph
             if node["class_type"] == producer:
                 return [node_id, index]
-        return [self.node(producer, None, stack), index]
+        return [self.node(producer, None, stack, optional=self.producer_optional.get(producer, ())), index]
 
     def with_sink(self, node_id: str) -> dict:
         """The prompt, with PreviewAny on the node's first output unless it is an output node itself."""
