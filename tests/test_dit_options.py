@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from aid_harness.compare import close
-from aid_harness.dit_models import dit_conditioning, tiny_dit_model
+from aid_harness.dit_models import tiny_dit_model
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning
