@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aid_harness.compare import close
-from aid_harness.dit_models import dit_conditioning, tiny_dit_model
+from aid_harness.dit_models import CONTEXT_WIDTH, dit_conditioning, tiny_dit_model
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning, PAIDGuidance
@@ -27,23 +27,24 @@ FAMILIES = list(CFG)
 class Dit:
     """A tiny model of one family with its prompts, and the plain and AID runs the tests compare."""
 
-    def __init__(self, comfy, family):
+    def __init__(self, comfy, family, model=None, width=CONTEXT_WIDTH, steps=STEPS):
         self.nodes = comfy["nodes"]
         self.family = family
-        self.model = tiny_dit_model(family)
+        self.model = model if model is not None else tiny_dit_model(family)
         self.cfg = CFG[family]
-        self.a, self.b = dit_conditioning(family, 1), dit_conditioning(family, 2)
-        self.negative = dit_conditioning(family, 3)
+        self.steps = steps
+        self.a, self.b = dit_conditioning(family, 1, width=width), dit_conditioning(family, 2, width=width)
+        self.negative = dit_conditioning(family, 3, width=width)
 
     def plain(self, positive, seed=SEED, model=None, latent=None):
         """The core KSampler on an empty latent (ComfyUI gives it the model's channels and layout)."""
         latent = latent if latent is not None else {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}
-        return self.nodes.common_ksampler(model or self.model, seed, STEPS, self.cfg, "euler", "simple", positive,
+        return self.nodes.common_ksampler(model or self.model, seed, self.steps, self.cfg, "euler", "simple", positive,
                                           self.negative, latent)[0]["samples"]
 
     def aid(self, schedule, **overrides):
         args = dict(model=self.model, positive_a=self.a, positive_b=self.b, negative=self.negative, schedule=schedule,
-                    width=SIZE, height=SIZE, seed=SEED, steps=STEPS, cfg=self.cfg, sampler_name="euler",
+                    width=SIZE, height=SIZE, seed=SEED, steps=self.steps, cfg=self.cfg, sampler_name="euler",
                     scheduler="simple", mode="fused outer", layers="self and cross", start_percent=0.0,
                     end_percent=0.6, max_frames_per_batch=0)
         args.update(overrides)
