@@ -278,3 +278,101 @@ def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR) -> list[Pat
         path.write_text(json.dumps(build(object_info), indent=2) + "\n")
         paths.append(path)
     return paths
+
+
+# ----------------------------------------------------------------------------------------------
+# diffusion transformers (issue 12)
+# ----------------------------------------------------------------------------------------------
+
+FLUX_DIFFUSION_MODEL = "flux1-dev.safetensors"
+FLUX_VAE = "ae.safetensors"
+CLIP_L = "clip_l.safetensors"
+CLIP_G = "clip_g.safetensors"
+T5XXL = "t5xxl_fp16.safetensors"
+SD35_CHECKPOINT = "sd3.5_medium.safetensors"
+
+
+def aid_flux_interpolation(object_info: dict) -> dict:
+    """Flux.1-dev: Load Diffusion Model + Dual CLIP Loader, prompts of one length, Apply AID -> KSampler at cfg 1."""
+    flow = UIWorkflow(object_info)
+    unet = flow.add("UNETLoader", {"unet_name": FLUX_DIFFUSION_MODEL, "weight_dtype": "default"}, pos=(0, 0),
+                    size=(330, 90))
+    clip = flow.add("DualCLIPLoader", {"clip_name1": CLIP_L, "clip_name2": T5XXL, "type": "flux"}, pos=(0, 130),
+                    size=(330, 130))
+    vae = flow.add("VAELoader", {"vae_name": FLUX_VAE}, pos=(0, 300), size=(330, 60))
+    prompts = flow.add("AIDTextEncodeEqualLength", {
+        "text_a": "a photo of a red fox sitting in a snowy forest, morning light",
+        "text_b": "a photo of a white owl sitting in a snowy forest, morning light"}, pos=(380, 0), size=(400, 330))
+    flow.link(clip, "CLIP", prompts, "clip")
+    negative = flow.add("CLIPTextEncode", {"text": ""}, pos=(380, 380), size=(400, 100),
+                        title="Negative (unused at cfg 1)")
+    flow.link(clip, "CLIP", negative, "clip")
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 420),
+                        size=(330, 330))
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
+    flow.link(prompts, "positive_a", conditioning, "positive_a")
+    flow.link(prompts, "positive_b", conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    guidance = flow.add("FluxGuidance", {"guidance": 3.5}, pos=(840, 180), size=(300, 60))
+    flow.link(conditioning, 0, guidance, "conditioning")
+    apply = flow.add("ApplyAID", pos=(840, 280), size=(300, 330))
+    flow.link(unet, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    latent = flow.add("AIDLatent", {"width": 1024, "height": 1024, "seed": 0, "seed_b": -1}, pos=(840, 650),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 20, "cfg": 1.0, "sampler_name": "euler",
+                                    "scheduler": "simple", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(apply, 0, sampler, "model")
+    flow.link(guidance, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    _decode_with_vae(flow, vae, sampler, 1540, "AID/flux_interpolation")
+    return flow.to_json()
+
+
+def aid_sd35_interpolation(object_info: dict) -> dict:
+    """SD3.5: the checkpoint's model and VAE, Triple CLIP Loader, AID Sampler with CFG."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": SD35_CHECKPOINT}, pos=(0, 0), size=(330, 100))
+    clip = flow.add("TripleCLIPLoader", {"clip_name1": CLIP_L, "clip_name2": CLIP_G, "clip_name3": T5XXL},
+                    pos=(0, 140), size=(330, 130))
+    texts = {"Prompt A": "a watercolor painting of a lighthouse on a cliff, morning",
+             "Prompt B": "a watercolor painting of a windmill on a hill, evening",
+             "Negative prompt": "blurry, low quality, watermark, text"}
+    encoded = {}
+    for row, (title, text) in enumerate(texts.items()):
+        encoded[title] = flow.add("CLIPTextEncode", {"text": text}, pos=(380, 170 * row), size=(400, 130), title=title)
+        flow.link(clip, "CLIP", encoded[title], "clip")
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 320),
+                        size=(330, 330))
+    sampler = flow.add("AIDSampler", {"width": 1024, "height": 1024, "seed": 42, "steps": 28, "cfg": 4.5,
+                                      "sampler_name": "euler", "scheduler": "sgm_uniform"}, pos=(840, 0),
+                       size=(340, 640))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(encoded["Prompt A"], 0, sampler, "positive_a")
+    flow.link(encoded["Prompt B"], 0, sampler, "positive_b")
+    flow.link(encoded["Negative prompt"], 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    _decode_with_vae(flow, ckpt, sampler, 1220, "AID/sd35_interpolation", vae_output="VAE")
+    return flow.to_json()
+
+
+def _decode_with_vae(flow: UIWorkflow, vae_source, latent_source, x: int, prefix: str, vae_output=0):
+    """VAE Decode with the VAE of `vae_source`, then AID Frames to Video."""
+    decode = flow.add("VAEDecode", pos=(x, 160), size=(220, 50))
+    flow.link(latent_source, 0, decode, "samples")
+    flow.link(vae_source, vae_output, decode, "vae")
+    video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
+                                          "loop": "ping-pong (no repeated ends)", "hold_first": 2, "hold_last": 2},
+                     pos=(x + 260, 160), size=(420, 520))
+    flow.link(decode, "IMAGE", video, "images")
+    return decode
+
+
+#: The DiT workflows need their own stand-ins (tests/test_dit_workflows.py); the SD1.5 harness skips them.
+DIT_WORKFLOWS = {
+    "aid_flux_interpolation.json": aid_flux_interpolation,
+    "aid_sd35_interpolation.json": aid_sd35_interpolation,
+}
+WORKFLOWS.update(DIT_WORKFLOWS)
