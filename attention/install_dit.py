@@ -59,22 +59,22 @@ class DitFamily:
         return 0
 
 
-T5_TOKENIZER_FIX = ("add core 'T5TokenizerOptions' (min_length {tokens} or more) after the text encoder loader, so "
+EQUAL_LENGTH_FIX = ("encode the prompts with 'AID Text Encode (equal length)', which pads them with the encoder's "
+                    "own padding token to one length")
+T5_TOKENIZER_FIX = ("or add core 'T5TokenizerOptions' (min_length {tokens} or more) after the text encoder loader, so "
                     "T5 pads every prompt to the same length")
 
 FLUX = DitFamily(
     "Flux", "Flux", ("double", "single"), True, "CLIP-L + T5-XXL",
     "Flux's T5 encoder pads every prompt to 256 tokens and keeps a longer prompt at its own length",
-    "shorten the longer prompt to fit in 256 T5 tokens, or " + T5_TOKENIZER_FIX)
+    f"{EQUAL_LENGTH_FIX}, {T5_TOKENIZER_FIX}, or shorten the longer prompt to fit in 256 T5 tokens")
 SD3 = DitFamily(
     "SD3", "SD3", ("double",), False, "CLIP-L/G + T5-XXL",
-    "SD3's prompt is CLIP tokens (77 per 75 words-chunk) followed by T5 tokens (at least 77)",
-    "keep every prompt within one CLIP chunk (75 tokens), and " + T5_TOKENIZER_FIX)
+    "SD3's prompt is CLIP tokens (77 per chunk of 75) followed by T5 tokens (at least 77)",
+    f"keep every prompt within one CLIP chunk (75 tokens) and {EQUAL_LENGTH_FIX}, {T5_TOKENIZER_FIX}")
 QWEN_IMAGE = DitFamily(
     "Qwen-Image", "QwenImage", ("double",), True, "Qwen2.5-VL",
-    "Qwen-Image's text encoder does not pad prompts",
-    "encode the prompts with 'AID Text Encode (equal length)', which pads them with the encoder's own padding "
-    "token to a common length")
+    "Qwen-Image's text encoder does not pad prompts", EQUAL_LENGTH_FIX)
 FAMILIES = (FLUX, SD3, QWEN_IMAGE)
 
 

@@ -171,3 +171,38 @@ def test_unsupported_model_is_refused_with_the_supported_list(flux):
         ApplyAID().apply(model, schedule(3), "fused outer", "self and cross", 0.0, 0.6)
     with pytest.raises(AIDInputError, match="AID Sampler: input 'model': this model"):
         flux.aid(schedule(3), model=model)
+
+
+def test_ip_adapter_endpoints_are_refused_on_a_dit(flux):
+    """Before: the adapter's layer count was compared with the DiT's (0) and the fix spoke of UNets."""
+    from aid_harness import models
+    from aid_pack.attention.image_prompt import ImageEndpoints
+    from aid_pack.attention.ip_adapter_files import load_ip_adapter
+
+    tokens = torch.zeros(4, 768)
+    endpoints = ImageEndpoints("image-control", 1.0, load_ip_adapter(str(models.ensure_ipadapter("sd15"))), None,
+                               tokens, tokens)
+    with pytest.raises(AIDInputError, match=r"Apply AID: input 'image_endpoints': IP-Adapter image endpoints work on "
+                                            r"SD1\.x and SDXL checkpoints, and this is a Flux model"):
+        ApplyAID().apply(flux.model, schedule(3), "fused outer", "self and cross", 0.0, 0.6,
+                         image_endpoints=endpoints)
+
+
+@pytest.mark.slow
+def test_smooth_sampler_runs_on_flux_and_its_schedule_reproduces_its_frames(flux, comfy, link_model):
+    """AID Smooth Sampler on Flux (cfg 1) with the 16-channel VAE file through the core VAELoader."""
+    from aid_harness import dit_models
+    from aid_pack.nodes.smooth import AIDSmoothSampler
+
+    vae = comfy["nodes"].VAELoader().load_vae(link_model("vae", dit_models.ensure_vae16()))[0]
+    output = AIDSmoothSampler().sample(
+        model=flux.model, vae=vae, positive_a=flux.a, positive_b=flux.b, negative=flux.negative, frames=3,
+        method="dynamic selection", exploration_frames=4, max_trials=2, target_smoothness=1.0, frames_per_round=2,
+        metric="pixel", width=SIZE, height=SIZE, seed=7, steps=flux.steps, cfg=flux.cfg, sampler_name="euler",
+        scheduler="simple", mode="fused outer", layers="self and cross", start_percent=0.0, end_percent=0.6,
+        max_frames_per_batch=0)
+    latent, images, chosen, _ = output["result"]
+    assert latent["samples"].shape == (3, 16, SIZE // 8, SIZE // 8) and images.shape == (3, SIZE, SIZE, 3)
+    again = flux.aid(chosen)
+    for f in range(3):
+        assert close(latent["samples"][f], again[f]), f"frame {f}"
