@@ -26,3 +26,5 @@ demo: setup
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
 	$(VENV)/bin/python benchmarks/smooth_rows.py
+	$(VENV)/bin/python benchmarks/aid_dit_cost.py
+	$(VENV)/bin/python benchmarks/aid_dit_blocks.py

@@ -18,7 +18,8 @@ Memory: the process's peak resident memory during the measured run above what it
 (VmHWM after resetting it through /proc/self/clear_refs), weights excluded. Linux only.
 
 Run: `.venv/bin/python benchmarks/aid_dit_cost.py` (about 20 minutes on 2 CPU cores);
-`--quick` uses 64 px, 16 text tokens and a 1024-token attention for a smoke test.
+`--quick` uses 64 px, 16 text tokens and (unless given) a 1024-token attention for a smoke test;
+`--parts sampling` or `--parts attention` runs one of the two measurements.
 """
 from __future__ import annotations
 
@@ -177,6 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--single", type=int, default=1)
     parser.add_argument("--attention-image-tokens", type=int, default=4096, help="attention: 4096 = 1024 px")
     parser.add_argument("--repeats", type=int, default=1, help="runs per setting; the fastest time counts")
+    parser.add_argument("--parts", nargs="+", choices=("sampling", "attention"), default=["sampling", "attention"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -186,7 +188,9 @@ def main(argv=None) -> int:
         print(json.dumps(worker(method, *map(int, numbers))))
         return 0
     if options.quick:
-        options.size, options.text_tokens, options.attention_image_tokens = 64, 16, 1024
+        options.size, options.text_tokens = 64, 16
+        if options.attention_image_tokens == parser.get_default("attention_image_tokens"):
+            options.attention_image_tokens = 1024
     import torch
 
     print(f"AID DiT cost benchmark: F={FRAMES}, Flux.1-dev full width (3072, 24 heads x 128), random weights, "
@@ -196,17 +200,22 @@ def main(argv=None) -> int:
     attention = {method: [] for method in METHODS}
     for _ in range(options.repeats):
         for method in METHODS:  # interleaved, so drifting machine load hits every method alike
-            sampling[method].append(_subprocess(["sampling", method, str(options.size), str(options.steps),
-                                                 str(options.text_tokens), str(options.double),
-                                                 str(options.single)]))
-            attention[method].append(_subprocess(["attention", method, str(options.attention_image_tokens),
-                                                  str(options.text_tokens)]))
-    lines = _table(f"sampling: {options.double} double + {options.single} single blocks, {options.size} px "
-                   f"({(options.size // 16) ** 2} image + {options.text_tokens} text tokens), {options.steps} steps",
-                   {m: _best(r) for m, r in sampling.items()})
-    lines += _table(f"attention: one joint attention call, {options.attention_image_tokens} image + "
-                    f"{options.text_tokens} text tokens, 7 rows, inside the window",
-                    {m: _best(r) for m, r in attention.items()})
+            if "sampling" in options.parts:
+                sampling[method].append(_subprocess(["sampling", method, str(options.size), str(options.steps),
+                                                     str(options.text_tokens), str(options.double),
+                                                     str(options.single)]))
+            if "attention" in options.parts:
+                attention[method].append(_subprocess(["attention", method, str(options.attention_image_tokens),
+                                                      str(options.text_tokens)]))
+    lines = []
+    if "sampling" in options.parts:
+        lines += _table(f"sampling: {options.double} double + {options.single} single blocks, {options.size} px "
+                        f"({(options.size // 16) ** 2} image + {options.text_tokens} text tokens), {options.steps} "
+                        f"steps", {m: _best(r) for m, r in sampling.items()})
+    if "attention" in options.parts:
+        lines += _table(f"attention: one joint attention call, {options.attention_image_tokens} image + "
+                        f"{options.text_tokens} text tokens, 7 rows, inside the window",
+                        {m: _best(r) for m, r in attention.items()})
     print("\n".join(lines))
     return 0
 
