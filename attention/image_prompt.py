@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .install import transformer_block_keys
 from .interpolation import interpolate
+from .layout import FrameLayout
 from .patch import comfy_attention
 
 IMAGE_MODES = ("morph", "image-control")
@@ -243,11 +244,21 @@ class ImageEndpoints:
         """The negative branch's image tokens [T_img, context]."""
         return self.adapter.project(self.states_uncond)[0]
 
-    def frame_tokens(self, coefficients) -> torch.Tensor:
-        """Morph: each frame's own image tokens [F, T_img, context], projections of lerp(A, B, t_f) inputs."""
-        t = torch.tensor(coefficients, dtype=torch.float32).reshape(-1, *([1] * (self.states_a.dim() - 1)))
-        return self.adapter.project(torch.lerp(self.states_a.expand(len(coefficients), *self.states_a.shape[1:]),
-                                               self.states_b.expand(len(coefficients), *self.states_b.shape[1:]), t))
+    @property
+    def key_inputs(self) -> tuple:
+        """The adapter inputs of the sequence's keys, in key order (morph: A, B)."""
+        return (self.states_a, self.states_b)
+
+    def frame_tokens(self, layout) -> torch.Tensor:
+        """Morph: each row's own image tokens [F, T_img, context]: projections of lerp(key inputs, t) per row.
+
+        `layout` is an attention.layout.FrameLayout (or a list of coefficients between A and B).
+        """
+        if not isinstance(layout, FrameLayout):
+            layout = FrameLayout.between(layout)
+        keys = self.key_inputs
+        mixed = torch.cat([torch.lerp(keys[a], keys[b], t) for a, b, t in layout.rows])
+        return self.adapter.project(mixed)
 
     def check_model(self, diffusion_model) -> list[tuple[tuple, int, int]]:
         """The model's cross-attention layers, after checking they are the ones the adapter was made for."""
@@ -270,16 +281,15 @@ class ImageEndpoints:
         return layers
 
     @torch.no_grad()
-    def branches(self, diffusion_model, interpolation_mode: str, coefficients) -> dict:
-        """One ImagePromptBranch per cross-attention layer key for a batch of frames with these coefficients.
+    def branches(self, diffusion_model, interpolation_mode: str, layout) -> dict:
+        """One ImagePromptBranch per cross-attention layer key for a batch laid out by `layout` (or coefficients).
 
-        K/V of every token set are projected once here: [1, T_img, inner] for "a", "b", "uncond", and
-        [F, T_img, inner] for the frames' own tokens ("own", morph only).
+        K/V of every token set are projected once here: [1, T_img, inner] for "b" and "uncond", and
+        [F, T_img, inner] for the frames' own tokens ("own", morph only; rows 0 and F-1 are A's and B's).
         """
         token_sets = {"b": self.tokens_b[None], "uncond": self.tokens_uncond[None]}
         if self.mode == "morph":
-            token_sets["a"] = self.tokens_a[None]
-            token_sets["own"] = self.frame_tokens(coefficients)
+            token_sets["own"] = self.frame_tokens(layout)
         branches = {}
         for (key, _, _), (w_k, w_v) in zip(self.check_model(diffusion_model), self.adapter.layers):
             w_k, w_v = w_k.float(), w_v.float()
@@ -298,10 +308,12 @@ class ImageEndpoints:
 class ImagePromptBranch:
     """Image attention term of one attn2 layer; returns weight * (image attention) shaped like q.
 
-    keys_values: {"a", "b", "uncond"} -> (K [1, T_img, inner], V [1, T_img, inner]) and "own" ->
-    (K [F, T_img, inner], V likewise), already projected with this layer's to_k_ip / to_v_ip ("a" and
-    "own" only in morph). Image key sets are short (4 or 16 tokens), so fused modes always join them
-    in one attention call, whatever the patch's fusion setting.
+    keys_values: {"b", "uncond"} -> (K [1, T_img, inner], V [1, T_img, inner]) and "own" ->
+    (K [F, T_img, inner], V likewise: every row's own image tokens, key rows holding their key's
+    image), already projected with this layer's to_k_ip / to_v_ip ("own" only in morph; "b" only in
+    image-control). In morph an interior row attends, as in the text branch, to the own tokens of
+    the rows of its two keys. Image key sets are short (4 or 16 tokens), so fused modes always join
+    them in one attention call, whatever the patch's fusion setting.
     """
 
     mode: str
@@ -332,32 +344,37 @@ class ImagePromptBranch:
         k, v = self.keys_values[name]
         return k.to(device=like.device, dtype=like.dtype), v.to(device=like.device, dtype=like.dtype)
 
-    def __call__(self, q, extra_options, positive, coefficients, interpolating):
-        """Image term for a batch of len(positive) chunks; positive[c] says whether chunk c is the positive branch."""
+    def __call__(self, q, extra_options, positive, layout, interpolating):
+        """Image term for a batch of len(positive) chunks laid out by `layout` (attention/layout.py).
+
+        positive[c] says whether chunk c is the positive branch.
+        """
         frames = q.shape[0] // len(positive)
         attention = comfy_attention(extra_options)
-        t = torch.tensor(coefficients, dtype=torch.float32, device=q.device)
         out = torch.empty_like(q)
         for chunk, is_positive in enumerate(positive):
             rows = slice(chunk * frames, (chunk + 1) * frames)
-            out[rows] = self._chunk(q[rows], is_positive, t, interpolating, attention)
+            out[rows] = self._chunk(q[rows], is_positive, layout, interpolating, attention)
         return out * self.weight if self.weight != 1.0 else out
 
-    def _chunk(self, q, positive, t, interpolating, attention):
+    def _chunk(self, q, positive, layout, interpolating, attention):
         """Image attention of one chunk of frames [F, L, C] (unscaled by the weight)."""
         if self.mode == "image-control":
             k, v = self._get("b" if positive else "uncond", q)
             plain = _shared_attention(attention, q, k, v)
-            return plain * t.to(q.dtype).reshape(-1, 1, 1)
+            t = torch.tensor(layout.coefficients, dtype=q.dtype, device=q.device)
+            return plain * t.reshape(-1, 1, 1)
         if not positive:
             return _shared_attention(attention, q, *self._get("uncond", q))
-        (k_a, v_a), (k_b, v_b) = self._get("a", q), self._get("b", q)
-        k_own, v_own = self._get("own", q)  # frame f's own tokens: projection of lerp(A, B, t_f) inputs
+        k_own, v_own = self._get("own", q)  # each row's own tokens; key rows hold their key's image
         out = attention(q, k_own, v_own)
-        if interpolating and q.shape[0] > 2:
-            inner = slice(1, q.shape[0] - 1)
-            out[inner] = interpolate(self.interpolation_mode, q[inner], k_own[inner], v_own[inner], k_a, v_a, k_b, v_b,
-                                     t[inner], attention)
+        if interpolating:
+            for (row_a, row_b), members in layout.segments().items():
+                rows = [row for row, _ in members]
+                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
+                out[rows] = interpolate(self.interpolation_mode, q[rows], k_own[rows], v_own[rows],
+                                        k_own[row_a:row_a + 1], v_own[row_a:row_a + 1], k_own[row_b:row_b + 1],
+                                        v_own[row_b:row_b + 1], t, attention)
         return out
 
 

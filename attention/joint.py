@@ -26,14 +26,14 @@ from typing import Callable
 
 import torch
 
-from .interpolation import MODES
+from .interpolation import LSE_BLOCK_BYTES, MODES
+from .interpolation import attention_with_lse as bounded_attention_with_lse
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 AttentionLseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 # The pack's `layers` choice as a key subset of joint attention.
 KEY_SUBSETS = {"self and cross": "all", "self only": "image", "cross only": "text"}
-LSE_BUDGET = 1 << 27  # float32 scores held at once by attention_with_lse (512 MiB)
 
 
 def interpolated_tokens(layers: str, tokens: int, text_tokens: int) -> slice:
@@ -97,24 +97,20 @@ def interpolate_joint(mode: str, q, k, v, k_a, v_a, k_b, v_b, t, interpolated: s
     return torch.lerp(out_a, out_b, _weights(t, out_a))
 
 
-def attention_with_lse(q, k, v, budget: int = LSE_BUDGET):
-    """Softmax attention and the log-sum-exp of its scaled scores, pure torch, float32, chunked over queries.
+def attention_with_lse(q, k, v, byte_budget: int = LSE_BLOCK_BYTES, use_fused_kernel: bool = True):
+    """Softmax attention and the log-sum-exp of its scaled scores on the [rows, heads, tokens, d] layout.
 
-    q [rows, heads, Lq, d], k/v [rows or 1, heads, Lk, d] -> (out [rows, heads, Lq, d] float32,
-    lse [rows, heads, Lq]). At most `budget` scores are held at once.
+    q [rows, heads, Lq, d], k/v [rows or 1, heads, Lk, d] -> (out [rows, heads, Lq, d], lse [rows, heads, Lq]),
+    through attention/interpolation.py attention_with_lse: torch's fused kernel where the device has
+    one, else plain torch in blocks of at most `byte_budget` bytes of scores.
     """
-    rows, heads, q_tokens, dim = q.shape
-    chunk = max(1, budget // max(1, rows * heads * k.shape[2]))
-    scale = dim ** -0.5
-    k32, v32 = k.float(), v.float()
-    outs, lses = [], []
-    for start in range(0, q_tokens, chunk):
-        scores = torch.matmul(q[:, :, start:start + chunk].float() * scale, k32.transpose(-1, -2))
-        lse = torch.logsumexp(scores, dim=-1)
-        outs.append(torch.matmul(torch.exp(scores - lse.unsqueeze(-1)), v32))
-        lses.append(lse)
-        del scores
-    return torch.cat(outs, dim=2), torch.cat(lses, dim=2)
+    heads = q.shape[1]
+
+    def flat(x):
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], -1)
+
+    out, lse = bounded_attention_with_lse(flat(q), flat(k), flat(v), heads, byte_budget, use_fused_kernel)
+    return out.reshape(q.shape[0], q.shape[2], heads, -1).transpose(1, 2), lse
 
 
 def merge_by_lse(out_1, lse_1, out_2, lse_2):

@@ -7,10 +7,12 @@ wrap_attn): override(func, q, k, v, heads, [mask], **kwargs), func being the bac
 `previous` and is called in place of func, for every attention AID makes.
 
 Inside a block one call sees rows = chunks x frames, one chunk per conditioning entry the guider
-batched. In every positive chunk (attention/branches.py decides which, by what the entry is) rows 0 and
-F-1 are endpoints A and B; only the rows between get interpolated attention (attention/joint.py), only
-in the blocks chosen and only while the sampler's sigma lies in the active range. Endpoints and other
-chunks get plain attention, so the endpoints equal plain generations.
+batched. In every positive chunk (attention/branches.py decides which, by what the entry is) the frame layout
+(attention/layout.py) says which rows are keys (rows 0 and F-1, endpoints A and B, for a two-endpoint
+sequence) and which are interior frames between two of them; only interior rows get interpolated
+attention (attention/joint.py) against their own segment's two key rows, only in the blocks chosen and
+only while the sampler's sigma lies in the active range. Key rows and other chunks get plain
+attention, so keys equal plain generations.
 
 Which call belongs to which block, and how many of its tokens are text, is read from
 transformer_options: Flux and Qwen-Image write block_type and block_index themselves; the run
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import plural
 from .branches import positive_chunks
 from .joint import attention_with_lse, interpolate_joint, interpolate_joint_lse, interpolated_tokens
 from .patch import FrameCountError, InterpolationSettings
@@ -74,7 +77,7 @@ class JointAttentionOverride:
         q4, k4, v4 = (x if skip_reshape else x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
                       for x in (q, k, v))
         interpolated = interpolated_tokens(self.targets.layers, q4.shape[2], self._text_tokens(options, q4.shape[2]))
-        if frames < 3 or not any(positive) or interpolated.stop <= interpolated.start:
+        if not self.settings.frame_layout().has_interior() or not any(positive) or interpolated.stop <= interpolated.start:
             return self._backend(func, *args, **kwargs)
         if mask is not None:
             raise JointMaskError(
@@ -99,12 +102,12 @@ class JointAttentionOverride:
         return func(*args, **kwargs)
 
     def _frames(self, rows: int, chunks: int) -> int:
-        expected = len(self.settings.coefficients)
+        expected = self.settings.frame_layout().frames
         if rows % chunks or rows // chunks != expected:
             raise FrameCountError(
-                f"{self.settings.node_name}: input 'schedule': the transformer's batch has {rows} rows in {chunks} "
-                f"chunk(s), not {expected} frames each as the schedule says. Fix: make the latent with AID Latent "
-                f"from the same schedule (or set the schedule's frames to the batch size).")
+                f"{self.settings.node_name}: input 'schedule': the transformer's batch has {plural(rows, 'row')} in "
+                f"{plural(chunks, 'chunk')}, not {expected} frames each as the schedule says. Fix: make the latent "
+                f"with AID Latent from the same schedule (or set the schedule's frames to the batch size).")
         return expected
 
     @staticmethod
@@ -119,12 +122,14 @@ class JointAttentionOverride:
         return int(text)
 
     def _interpolated(self, q, k, v, positive, frames, interpolated, attention):
-        """Plain attention for endpoints and other chunks, interpolated for positive interior rows; 4-D out."""
+        """Plain attention for key rows and other chunks; interpolated for the interior rows of positive chunks,
+        each segment between its two key rows (attention/layout.py); 4-D out."""
         settings = self.settings
+        segments = settings.frame_layout().segments()
         rows = q.shape[0]
-        interior = [c * frames + f for c, is_positive in enumerate(positive) if is_positive
-                    for f in range(1, frames - 1)]
-        plain_rows = sorted(set(range(rows)) - set(interior))
+        interior = {c * frames + row for c, is_positive in enumerate(positive) if is_positive
+                    for members in segments.values() for row, _ in members}
+        plain_rows = sorted(set(range(rows)) - interior)
         out = None
         if plain_rows:
             index = torch.tensor(plain_rows, device=q.device)
@@ -132,24 +137,33 @@ class JointAttentionOverride:
             out = plain.new_empty((rows, *plain.shape[1:]))
             out[index] = plain
             del plain
-        t = torch.tensor(settings.coefficients[1:-1], dtype=torch.float32, device=q.device)
         use_lse = settings.fusion == "lse" and settings.mode.startswith("fused") and self.previous is None
         for chunk, is_positive in enumerate(positive):
             if not is_positive:
                 continue
-            first, last = chunk * frames, chunk * frames + frames - 1
-            inner = slice(first + 1, last)
-            ends = (k[first:first + 1], v[first:first + 1], k[last:last + 1], v[last:last + 1])
-            if use_lse:
-                result = interpolate_joint_lse(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
-                                               attention_with_lse).to(q.dtype)
-            else:
-                result = interpolate_joint(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
-                                           attention)
-            if out is None:
-                out = result.new_empty((rows, *result.shape[1:]))
-            out[inner] = result.to(out.dtype)
+            base = chunk * frames
+            for (row_a, row_b), members in segments.items():
+                inner = _rows_index([base + row for row, _ in members], q.device)
+                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
+                a, b = base + row_a, base + row_b
+                ends = (k[a:a + 1], v[a:a + 1], k[b:b + 1], v[b:b + 1])
+                if use_lse:
+                    result = interpolate_joint_lse(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
+                                                   attention_with_lse).to(q.dtype)
+                else:
+                    result = interpolate_joint(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
+                                               attention)
+                if out is None:
+                    out = result.new_empty((rows, *result.shape[1:]))
+                out[inner] = result.to(out.dtype)
         return out
+
+
+def _rows_index(rows: list[int], device):
+    """A slice for a run of consecutive rows (a view), else an index tensor."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return torch.tensor(rows, device=device)
 
 
 def _arguments(args: tuple, kwargs: dict):

@@ -2,9 +2,10 @@
 
 Inside the UNet one attention call sees rows = chunks x frames, one chunk per conditioning entry
 the guider batched. In every positive chunk (attention/branches.py decides which: by what the
-entry is, not its list position) rows 0 and F-1 are endpoints A and B and the rows between are
-interior frames; only those are replaced, and only while the sampler's sigma lies in the active
-range. Endpoints and other chunks get plain attention, so the endpoints equal plain generations.
+entry is, not its list position) the frame layout (attention/layout.py) says which rows are keys
+(rows 0 and F-1, endpoints A and B, for a two-endpoint sequence) and which are interior frames
+between two of them; only interior rows are replaced, and only while the sampler's sigma lies in
+the active range. Key rows and other chunks get plain attention, so keys equal plain generations.
 
 Coexistence with other packs' patches at the same key:
 - a patch found when AID is installed becomes `previous` and is used as the plain attention
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import plural
 from .branches import positive_chunks
 from .interpolation import DEFAULT_MODE, attention_with_lse, interpolate
+from .layout import FrameLayout
 
 LAYERS = ("self and cross", "self only", "cross only")
 
@@ -32,7 +35,11 @@ class FrameCountError(ValueError):
 
 @dataclass(frozen=True)
 class InterpolationSettings:
-    """What one installed patch needs: coefficients of the frames in the batch, mode and active range."""
+    """What one installed patch needs: the frames in the batch, mode and active range.
+
+    `coefficients` are the frames' coefficients between A and B; a keyframe run gives a `layout`
+    instead (then `coefficients` are its rows' coefficients within their segments).
+    """
 
     coefficients: tuple[float, ...]
     mode: str = DEFAULT_MODE
@@ -41,6 +48,15 @@ class InterpolationSettings:
     active: bool = True  # False: the patch is a no-op (start percent == end percent)
     fusion: str = "concat"  # "concat" (the user's attention backend) or "lse"
     node_name: str = "Apply AID"
+    layout: FrameLayout | None = None
+
+    def __post_init__(self):
+        if self.layout is None:
+            object.__setattr__(self, "layout", FrameLayout.between(self.coefficients))
+
+    def frame_layout(self) -> FrameLayout:
+        """The rows' keys and coefficients: `layout`, or A -> B at `coefficients`."""
+        return self.layout
 
     def is_active(self, extra_options: dict) -> bool:
         """True while the sampler's current sigma lies in [sigma_end, sigma_start]."""
@@ -74,7 +90,7 @@ class InterpolationPatch:
     `previous` is another pack's replace patch found at the same key; it is used as the plain
     attention function (with joined key sets), so both take effect. `image_branch` (attn2
     only) adds an image-prompt attention term: image_branch(q, extra_options, positive,
-    coefficients, interpolating) -> tensor shaped like q (see attention/image_prompt.py).
+    layout, interpolating) -> tensor shaped like q (see attention/image_prompt.py).
     `added` holds the terms IPAdapter_plus-style packs add with `.add()`: (callback, kwargs) pairs.
     """
 
@@ -107,12 +123,12 @@ class InterpolationPatch:
         settings = self.settings
         positive = positive_chunks(extra_options, settings.node_name)
         frames = q.shape[0] // len(positive)
-        if frames != len(settings.coefficients):
+        if frames != settings.frame_layout().frames:
             raise FrameCountError(
-                f"{settings.node_name}: input 'schedule': the sampled latent batch has {frames} frames but the "
-                f"schedule has {len(settings.coefficients)}. Fix: make the latent with AID Latent from the same "
-                f"schedule (or set the schedule's frames to the batch size).")
-        active = settings.is_active(extra_options) and frames > 2 and any(positive)
+                f"{settings.node_name}: input 'schedule': the sampled latent batch has {plural(frames, 'frame')} "
+                f"but the schedule has {settings.frame_layout().frames}. Fix: make the latent with AID Latent from "
+                f"the same schedule (or set the schedule's frames to the batch size).")
+        active = settings.is_active(extra_options) and any(positive) and settings.frame_layout().has_interior()
         if not active:
             out = self._plain(q, k, v, extra_options)
         elif self.previous is not None:
@@ -120,7 +136,7 @@ class InterpolationPatch:
         else:
             out = self._interpolated(q, k, v, extra_options, positive, frames)
         if self.image_branch is not None:
-            out = out + self.image_branch(q, extra_options, positive, settings.coefficients, active)
+            out = out + self.image_branch(q, extra_options, positive, settings.frame_layout(), active)
         return self._with_added_terms(out, q, k, v, extra_options)
 
     def _with_added_terms(self, out, q, k, v, extra_options):
@@ -137,10 +153,11 @@ class InterpolationPatch:
 
     def _interpolated(self, q, k, v, extra_options, positive, frames):
         settings = self.settings
-        interior = [c * frames + f for c, is_positive in enumerate(positive) if is_positive
-                    for f in range(1, frames - 1)]
+        segments = settings.frame_layout().segments()
+        interior = {c * frames + row for c, is_positive in enumerate(positive) if is_positive
+                    for members in segments.values() for row, _ in members}
         out = torch.empty_like(q)
-        plain_rows = sorted(set(range(q.shape[0])) - set(interior))
+        plain_rows = sorted(set(range(q.shape[0])) - interior)
         if plain_rows:
             index = torch.tensor(plain_rows, device=q.device)
             out[index] = self._plain(q[index], k[index], v[index], extra_options)
@@ -149,15 +166,16 @@ class InterpolationPatch:
         if settings.fusion == "lse" and settings.mode.startswith("fused"):
             heads = extra_options["n_heads"]
             lse = lambda q_, k_, v_: attention_with_lse(q_, k_, v_, heads)  # noqa: E731
-        t = torch.tensor(settings.coefficients[1:-1], dtype=torch.float32, device=q.device)
         for chunk, is_positive in enumerate(positive):
             if not is_positive:
                 continue
-            first, last = chunk * frames, chunk * frames + frames - 1
-            rows = slice(first + 1, last)
-            out[rows] = interpolate(settings.mode, q[rows], k[rows], v[rows], k[first:first + 1], v[first:first + 1],
-                                    k[last:last + 1], v[last:last + 1], t, attention, lse,
-                                    extra_options["n_heads"])
+            base = chunk * frames
+            for (row_a, row_b), members in segments.items():
+                rows = _rows_index([base + row for row, _ in members], q.device)
+                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
+                a, b = slice(base + row_a, base + row_a + 1), slice(base + row_b, base + row_b + 1)
+                out[rows] = interpolate(settings.mode, q[rows], k[rows], v[rows], k[a], v[a], k[b], v[b], t,
+                                        attention, lse, extra_options["n_heads"])
         return out
 
     def _plain(self, q, k, v, extra_options):
@@ -178,14 +196,17 @@ class InterpolationPatch:
         t = torch.zeros(rows, dtype=torch.float32, device=q.device)
         k_a, v_a, k_b, v_b = k.clone(), v.clone(), k.clone(), v.clone()
         interior = torch.zeros(rows, dtype=torch.bool, device=q.device)
+        segments = self.settings.frame_layout().segments()
         for chunk, is_positive in enumerate(positive):
             if not is_positive:
                 continue
-            first, last = chunk * frames, chunk * frames + frames - 1
-            t[first + 1:last] = torch.tensor(self.settings.coefficients[1:-1], device=q.device)
-            interior[first + 1:last] = True
-            k_a[first + 1:last], v_a[first + 1:last] = k[first], v[first]
-            k_b[first + 1:last], v_b[first + 1:last] = k[last], v[last]
+            base = chunk * frames
+            for (row_a, row_b), members in segments.items():
+                for row, coefficient in members:
+                    t[base + row] = coefficient
+                    interior[base + row] = True
+                    k_a[base + row], v_a[base + row] = k[base + row_a], v[base + row_a]
+                    k_b[base + row], v_b[base + row] = k[base + row_b], v[base + row_b]
         weight = t.to(q.dtype).reshape(-1, 1, 1)
 
         def previous(k_set, v_set):
@@ -204,3 +225,10 @@ class InterpolationPatch:
                 interpolated = previous(k_star, v_star)
         plain = previous(k, v)
         return torch.where(interior.reshape(-1, 1, 1), interpolated, plain)
+
+
+def _rows_index(rows: list[int], device):
+    """A slice for a run of consecutive rows (a view), else an index tensor."""
+    if rows == list(range(rows[0], rows[-1] + 1)):
+        return slice(rows[0], rows[-1] + 1)
+    return torch.tensor(rows, device=device)

@@ -3,7 +3,7 @@
 A random-weight Flux at Flux.1's proportions of blocks (1 double : 2 single; real Flux has 19 : 38) and
 head size (128), 512 wide, makes F = 7 frames between two random prompts with each `dit_blocks`
 choice, and with plain text-embedding interpolation (TEI, the patch switched off). Measured on the
-final latents with the pack's metrics (samplers/metrics.py) over L2 distances between frames:
+final latents with the pack's metrics (scoring/metrics.py) over L2 distances between frames:
 - change vs TEI: mean over interior frames of |x_f - tei_f| / |tei_f| (how much interpolated
   attention does, 0 = nothing);
 - smoothness: 1 - Gini of the neighbour distances (1 = even steps), and consistency: their mean
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     import comfy.supported_models
 
     from aid_pack.nodes.sampler import AIDSampler
-    from aid_pack.samplers.metrics import consistency, smoothness
+    from aid_pack.scoring.metrics import consistency, smoothness
     from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
 
     config = comfy.supported_models.Flux(dict(CONFIG))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..attention.layout import FrameLayout
 from .noise import slerp
 
 BLENDS = ("lerp", "slerp")
@@ -21,24 +22,29 @@ SIZE_KEYS = ("width", "height", "crop_w", "crop_h", "target_width", "target_heig
 
 @dataclass(frozen=True)
 class SequenceMarker:
-    """What a sequence CONDITIONING entry is: one row per frame of these coefficients, made by AID nodes.
+    """What a sequence CONDITIONING entry is: one row per frame of this layout, made by AID nodes.
 
     ComfyUI copies the entry's dict into the guider's cond, so the samplers can recognise the sequence's
     own prompt rows wherever a guider puts them (samplers/branches.py) and check that the model and latent
-    were made for the same schedule (samplers/sequence_run.py). `sizes` holds A's and B's SDXL size
+    were made for the same schedule (samplers/sequence_run.py). `sizes` holds each key's SDXL size
     conditioning when they differ, so each frame can get its own (samplers/frame_sizes.py); `guidance`
-    likewise A's and B's Flux guidance. `token_counts` lets a DiT run refuse prompts of different lengths
-    (check_token_counts).
+    likewise each key's Flux guidance (samplers/frame_guidance.py). `token_counts` lets a DiT run refuse
+    prompts of different lengths (check_token_counts).
     """
 
-    coefficients: tuple[float, ...]
-    sizes: tuple[dict, dict] | None = None
+    layout: FrameLayout
+    sizes: tuple[dict, ...] | None = None
     token_counts: tuple[int, ...] | None = None  # of A, B (and the guidance) before any repetition
-    guidance: tuple | None = None  # Flux guidance of A and B (None: not set) when they differ
+    guidance: tuple | None = None  # each key's Flux guidance (None: not set) when they differ
+
+    @property
+    def coefficients(self) -> tuple[float, ...]:
+        """The rows' coefficients within their segments (A -> B for a two-endpoint sequence)."""
+        return self.layout.coefficients
 
     def select(self, frame_indices) -> "SequenceMarker":
         """The marker of a chunk holding only these frames."""
-        return replace(self, coefficients=tuple(self.coefficients[i] for i in frame_indices))
+        return replace(self, layout=self.layout.select(frame_indices))
 
 
 def repeat_tokens(context: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -117,7 +123,7 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
         sizes = None if sizes_a == sizes_b else (sizes_a, sizes_b)
         guidance_a, guidance_b = entry_a[1].get("guidance"), entry_b[1].get("guidance")
         guidances = None if guidance_a == guidance_b else (guidance_a, guidance_b)
-        options[SEQUENCE_MARKER] = SequenceMarker(tuple(coefficients), sizes, token_counts, guidances)
+        options[SEQUENCE_MARKER] = SequenceMarker(FrameLayout.between(coefficients), sizes, token_counts, guidances)
         pooled_a, pooled_b = entry_a[1].get("pooled_output"), entry_b[1].get("pooled_output")
         if pooled_a is not None and pooled_b is not None:
             pooled_g = entry_g[1].get("pooled_output") if entry_g is not None else None

@@ -3,7 +3,8 @@
 Flux dev embeds a guidance value (FluxGuidance writes it into the CONDITIONING; ComfyUI uses 3.5
 when none is set) next to the timestep. ComfyUI makes it once per conditioning entry, so every row
 of a sequence entry would carry A's. When A and B set different values, the sequence entry's
-`guidance` is rebuilt per frame: A's at frame 0, B's at the last frame, lerped by t_f between.
+`guidance` is rebuilt per frame: A's at frame 0, B's at the last frame, lerped by t_f between (in a
+keyframe layout, each key's on its rows and a frame's two keys' lerped).
 A value set on the sequence CONDITIONING afterwards (FluxGuidance after AID Conditioning) wins.
 """
 from __future__ import annotations
@@ -15,12 +16,13 @@ from .conditioning import SEQUENCE_MARKER
 FLUX_DEFAULT_GUIDANCE = 3.5  # comfy/model_base.py Flux.extra_conds: kwargs.get("guidance", 3.5)
 
 
-def frame_guidance(guidance_a, guidance_b, coefficients) -> torch.Tensor:
-    """Guidance [F] of the frames: A's, lerps, B's (None takes ComfyUI's default)."""
-    a = FLUX_DEFAULT_GUIDANCE if guidance_a is None else float(guidance_a)
-    b = FLUX_DEFAULT_GUIDANCE if guidance_b is None else float(guidance_b)
-    values = [a if t == 0.0 else b if t == 1.0 else (1.0 - t) * a + t * b for t in coefficients]
-    return torch.tensor(values, dtype=torch.float32)
+def frame_guidance(key_guidance, layout) -> torch.Tensor:
+    """Guidance [F] of the frames of `layout` (attention/layout.py): each key's own value on its rows, the
+    lerp of a frame's two keys' values between (None takes ComfyUI's default)."""
+    values = [FLUX_DEFAULT_GUIDANCE if g is None else float(g) for g in key_guidance]
+    rows = [values[a] if t == 0.0 else values[b] if t == 1.0 else (1.0 - t) * values[a] + t * values[b]
+            for a, b, t in layout.rows]
+    return torch.tensor(rows, dtype=torch.float32)
 
 
 def apply_frame_guidance(entry: dict) -> dict:
@@ -38,6 +40,6 @@ def apply_frame_guidance(entry: dict) -> dict:
     if entry.get("guidance") != marker.guidance[0]:
         return entry
     updated = dict(entry)
-    values = frame_guidance(*marker.guidance, marker.coefficients)
+    values = frame_guidance(marker.guidance, marker.layout)
     updated["model_conds"] = dict(model_conds, guidance=comfy.conds.CONDRegular(values))
     return updated

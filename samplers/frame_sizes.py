@@ -5,7 +5,7 @@ next to the pooled text vector in `y`; ComfyUI computes `y` once per conditionin
 entry's scalar keys, so every row of a sequence entry would carry A's sizes. When A and B set
 different sizes (CLIPTextEncodeSDXL), the sequence entry's `y` is rebuilt per frame with the model's
 own encode_adm: frame 0 with A's sizes, the last frame with B's, and frame f with the sizes lerped
-by t_f (then embedded). Missing keys take the values ComfyUI would give them (the latent size x 8,
+by t_f (then embedded); in a keyframe sequence, each key's and a frame's two keys'. Missing keys take the values ComfyUI would give them (the latent size x 8,
 crops 0, target = size, aesthetic score 6).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ def resolved_sizes(sizes: dict, width: int, height: int) -> dict:
 
 
 def frame_sizes(sizes_a: dict, sizes_b: dict, t: float) -> dict:
-    """Sizes of the frame at coefficient t: A's at 0, B's at 1, lerped numbers between."""
+    """Sizes of a frame at coefficient t between two keys: the first's at 0, the second's at 1, lerped between."""
     if t == 0.0:
         return dict(sizes_a)
     if t == 1.0:
@@ -50,12 +50,13 @@ def apply_frame_sizes(model, entry: dict, prompt_type: str, noise: torch.Tensor)
     if marker is None or marker.sizes is None or encode_adm is None or pooled is None:
         return entry
     height, width = noise.shape[2] * 8, noise.shape[3] * 8
-    sizes_a, sizes_b = (resolved_sizes(sizes, width, height) for sizes in marker.sizes)
+    key_sizes = [resolved_sizes(sizes, width, height) for sizes in marker.sizes]
     base = {key: value for key, value in entry.items() if key not in _NOT_PASSED}
     base.setdefault("prompt_type", prompt_type)
     rows = []
-    for frame, t in enumerate(marker.coefficients):
-        params = dict(base, **frame_sizes(sizes_a, sizes_b, t), device=noise.device, noise=noise[frame:frame + 1])
+    for frame, (key_a, key_b, t) in enumerate(marker.layout.rows):
+        sizes = frame_sizes(key_sizes[key_a], key_sizes[key_b], t)
+        params = dict(base, **sizes, device=noise.device, noise=noise[frame:frame + 1])
         params["pooled_output"] = pooled[frame:frame + 1]
         rows.append(encode_adm(**params))
     updated = dict(entry)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import AIDInputError, plural
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dim=None) -> torch.Tensor:
     """Spherical interpolation between a and b; along `dim`, or over the whole tensor if None.
@@ -52,15 +54,25 @@ def sequence_noise(latent: torch.Tensor, coefficients, seed_a: int, seed_b: int 
 
     With seed_b None or equal to seed_a every frame gets n_A.
     """
+    from ..attention.layout import FrameLayout
+
+    return layout_noise(latent, FrameLayout.between(coefficients), (seed_a, seed_a if seed_b is None else seed_b))
+
+
+def layout_noise(latent: torch.Tensor, layout, key_seeds) -> torch.Tensor:
+    """Noise [F, C, H, W] for a latent laid out by `layout`: row (a, b, t) gets slerp(n_a, n_b, t).
+
+    n_k is the one-image noise of key k's seed (key_seeds[k]); keys with one seed share it exactly.
+    """
     frames = latent.shape[0]
-    if frames != len(coefficients):
-        raise ValueError(f"the latent has {frames} frames but the schedule has {len(coefficients)}.")
+    if frames != layout.frames:
+        raise ValueError(f"the latent has {plural(frames, 'frame')} but the schedule has {layout.frames}.")
     row = torch.zeros_like(latent[:1])
-    noise_a = endpoint_noise(row, seed_a)
-    if seed_b is None or seed_b == seed_a:
-        return noise_a.repeat(frames, *([1] * (latent.dim() - 1)))
-    noise_b = endpoint_noise(row, seed_b)
-    return torch.cat([slerp(noise_a, noise_b, t) for t in coefficients], dim=0)
+    noises = {seed: endpoint_noise(row, seed) for seed in set(key_seeds)}
+    if len(noises) == 1:
+        return next(iter(noises.values())).repeat(frames, *([1] * (latent.dim() - 1)))
+    return torch.cat([noises[key_seeds[a]] if key_seeds[a] == key_seeds[b]
+                      else slerp(noises[key_seeds[a]], noises[key_seeds[b]], t) for a, b, t in layout.rows], dim=0)
 
 
 class SequenceNoise:
@@ -80,10 +92,8 @@ class SequenceNoise:
         """Noise shaped like input_latent['samples'] (which must have one row per frame)."""
         samples = input_latent["samples"]
         if samples.shape[0] != len(self.coefficients):
-            from ..errors import AIDInputError
-
             raise AIDInputError(self.node_name, "schedule",
-                                f"the latent has {samples.shape[0]} frames but the noise was made for "
+                                f"the latent has {plural(samples.shape[0], 'frame')} but the noise was made for "
                                 f"{len(self.coefficients)}.",
                                 "use the LATENT and the NOISE of the same AID Latent node.")
         return sequence_noise(samples, self.coefficients, self.seed, self.seed_b)

@@ -14,6 +14,7 @@ import torch
 
 from ..attention.interpolation import DEFAULT_MODE
 from ..attention.joint_override import DEFAULT_BLOCKS
+from ..attention.layout import FrameLayout
 from ..attention.patch import InterpolationSettings
 from ..attention.registry import install_for_model
 from .branches import install_positive_branch_marker
@@ -34,18 +35,25 @@ class InterpolationOptions:
     blocks: str = DEFAULT_BLOCKS  # DiT block types to interpolate ("all", "double", "single"); UNets ignore it
 
 
-def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str) -> InterpolationSettings:
+def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str,
+                           layout: FrameLayout | None = None) -> InterpolationSettings:
     """Turn percents of the schedule into the sigma range the patch compares against."""
     model_sampling = model.get_model_object("model_sampling")
+    layout = layout or FrameLayout.between(coefficients)
     return InterpolationSettings(
-        coefficients=tuple(coefficients), mode=options.mode,
+        coefficients=layout.coefficients, mode=options.mode,
         sigma_start=float(model_sampling.percent_to_sigma(options.start_percent)),
         sigma_end=float(model_sampling.percent_to_sigma(options.end_percent)),
-        active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name)
+        active=options.start_percent < options.end_percent, fusion=options.fusion, node_name=node_name,
+        layout=layout)
 
 
-def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None):
+def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None,
+                  layout: FrameLayout | None = None):
     """A clone of `model` with interpolation patches for a batch of frames with these coefficients.
+
+    `layout` (attention/layout.py) describes a batch of keyframe segments instead; the coefficients
+    are then its rows'.
 
     The attention patches are whatever the model's family needs (attention/registry.py: replace patches
     on UNets, the joint-attention override on DiTs). Every family gets the run wrappers every sampler
@@ -54,14 +62,14 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
     (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
     layer of a UNet, inside the same patch.
     """
+    settings = interpolation_settings(model, coefficients, options, node_name, layout)
     clone = model.clone()
     branches = None
     if image_endpoints is not None:
-        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, coefficients)
-    family = install_for_model(clone, interpolation_settings(model, coefficients, options, node_name), options.layers,
-                               options.blocks, image_branches=branches)
+        branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, settings.layout)
+    family = install_for_model(clone, settings, options.layers, options.blocks, image_branches=branches)
     install_positive_branch_marker(clone, node_name)
-    install_sequence_run(clone, coefficients, node_name, family)
+    install_sequence_run(clone, settings.layout, node_name, family)
     return clone
 
 

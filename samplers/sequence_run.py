@@ -27,10 +27,10 @@ def _frames(count: int) -> str:
 
 
 class SequenceRun:
-    """SAMPLER_SAMPLE wrapper for a model patched for a batch with these coefficients."""
+    """SAMPLER_SAMPLE wrapper for a model patched for a batch laid out by `layout` (attention/layout.py)."""
 
-    def __init__(self, coefficients, node_name: str, family=None):
-        self.coefficients = tuple(coefficients)
+    def __init__(self, layout, node_name: str, family=None):
+        self.layout = layout
         self.node_name = node_name
         self.family = family  # attention.install_dit.DitFamily, None for a UNet
 
@@ -41,12 +41,12 @@ class SequenceRun:
                 self.check_marker(entry.get(SEQUENCE_MARKER))
                 entry = apply_frame_sizes(guider.inner_model, entry, prompt_type, noise)
                 entries[index] = apply_frame_guidance(entry)
-        with shared_step_noise(executor.class_obj, noise, sigmas, self.coefficients, extra_args.get("seed")):
+        with shared_step_noise(executor.class_obj, noise, sigmas, self.layout, extra_args.get("seed")):
             return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
 
     def check_batch(self, frames: int) -> None:
         """The latent batch holds one row per frame of the schedule."""
-        expected = len(self.coefficients)
+        expected = self.layout.frames
         if frames != expected:
             raise AIDInputError(self.node_name, "schedule", f"the sampled latent batch has {_frames(frames)} but "
                                 f"the schedule has {expected}.", "make the latent with AID Latent from the same "
@@ -60,22 +60,23 @@ class SequenceRun:
         problem = check_token_counts(marker.token_counts, self.family)
         if problem is not None:
             raise AIDInputError("AID Conditioning", *problem)
-        if tuple(marker.coefficients) == self.coefficients:
+        if marker.layout == self.layout:
             return
-        made, expected = len(marker.coefficients), len(self.coefficients)
+        made, expected = marker.layout.frames, self.layout.frames
         problem = (f"the prompts come from AID Conditioning with a {made}-frame schedule, the model from a "
                    f"{expected}-frame one." if made != expected else
                    f"the prompts come from AID Conditioning with other coefficients than the model's "
                    f"({', '.join(f'{t:.3g}' for t in marker.coefficients)} against "
-                   f"{', '.join(f'{t:.3g}' for t in self.coefficients)}).")
+                   f"{', '.join(f'{t:.3g}' for t in self.layout.coefficients)}).")
         raise AIDInputError(self.node_name, "schedule", problem,
                             "connect the same AID Schedule to AID Conditioning, AID Latent and Apply AID.")
 
 
-def install_sequence_run(model, coefficients, node_name: str, family=None) -> None:
-    """Add a SequenceRun to a ModelPatcher clone (of a `family` DiT, None for a UNet), replacing an earlier one."""
+def install_sequence_run(model, layout, node_name: str, family=None) -> None:
+    """Add a SequenceRun for `layout` to a ModelPatcher clone (of a `family` DiT, None for a UNet), replacing
+    one an earlier AID patch added."""
     import comfy.patcher_extension
 
     kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
     model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(coefficients, node_name, family))
+    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name, family))

@@ -2,9 +2,10 @@
 
 Ancestral and SDE samplers (euler_ancestral, dpmpp_2m_sde, lcm, ...) draw fresh noise at every
 step. Drawn for the whole batch, every frame would get its own, so endpoint B would not be the
-plain generation of B and interior frames would flicker. Instead each frame gets
-slerp(n_A, n_B, t_f) per step, where n_A (n_B) is exactly what the sampler draws for a one-image
-run with seed A (B): the default Gaussian source or the Brownian tree, as the sampler would make it.
+plain generation of B and interior frames would flicker. Instead each frame between keys a and b
+gets slerp(n_a, n_b, t_f) per step, where n_k is exactly what the sampler draws for a one-image run
+with key k's seed (A's and B's for a two-endpoint sequence): the default Gaussian source or the
+Brownian tree, as the sampler would make it.
 
 A sampler gets the shared source through its `noise_sampler` option, set for the duration of one
 run by samplers/sequence_run.py. A sampler that takes no noise_sampler is deterministic (euler,
@@ -29,28 +30,42 @@ BROWNIAN_SAMPLERS = {
 
 
 class SequenceSeed(int):
-    """A sampling seed (endpoint A's) that also carries endpoint B's seed for the step noise.
+    """A sampling seed (the first key's) that also carries every key's seed for the step noise.
 
     It is an int, so ComfyUI passes it through unchanged as the `seed` of a sampling run
-    (AID Latent's NOISE.seed for SamplerCustomAdvanced, AID Sampler's runs).
+    (AID Latent's NOISE.seed for SamplerCustomAdvanced, AID Sampler's runs). `key_seeds[k]` is key
+    k's seed: (seed A, seed B) for a two-endpoint sequence.
     """
 
-    def __new__(cls, seed_a: int, seed_b: int | None = None):
+    def __new__(cls, seed_a: int, seed_b: int | None = None, key_seeds=None):
         value = super().__new__(cls, seed_a)
-        value.seed_b = None if seed_b is None or seed_b == seed_a else int(seed_b)
+        value.key_seeds = tuple(int(s) for s in key_seeds) if key_seeds is not None else (
+            int(seed_a), int(seed_a if seed_b is None else seed_b))
         return value
 
 
-class SharedStepNoise:
-    """A noise_sampler(sigma, sigma_next) giving every frame slerp(n_A, n_B, t_f) of one-image draws."""
+def key_seeds_of(seed) -> tuple[int, ...]:
+    """Every key's seed for a run's `seed`: a SequenceSeed's own, else the one seed for every key."""
+    return getattr(seed, "key_seeds", None) or (int(seed),)
 
-    def __init__(self, brownian_cpu, row, sigmas, coefficients, seed_a: int, seed_b: int | None = None):
+
+class SharedStepNoise:
+    """A noise_sampler(sigma, sigma_next): row (key_a, key_b, t) gets slerp(n_a, n_b, t) of one-image draws.
+
+    n_k is what the sampler draws for a one-image run with key k's seed; keys with the same seed share
+    one source, so with one seed every frame gets the same step noise.
+    """
+
+    def __init__(self, brownian_cpu, row, sigmas, layout, key_seeds):
         self.brownian_cpu = brownian_cpu  # None: Gaussian source; True/False: Brownian tree on CPU/device
         self.row = row
         self.sigmas = sigmas
-        self.coefficients = tuple(coefficients)
-        self.seeds = (seed_a,) if seed_b is None or seed_b == seed_a else (seed_a, seed_b)
+        self.layout = layout
+        self.key_seeds = tuple(key_seeds)
         self._sources = None
+
+    def _seed(self, key: int) -> int:
+        return self.key_seeds[key] if key < len(self.key_seeds) else self.key_seeds[0]
 
     def _source(self, seed):
         import comfy.k_diffusion.sampling as k_sampling
@@ -62,13 +77,16 @@ class SharedStepNoise:
         return k_sampling.default_noise_sampler(self.row, seed=seed)
 
     def __call__(self, sigma, sigma_next):
+        rows = self.layout.rows
+        seeds = [(self._seed(a), self._seed(b)) for a, b, _ in rows]
         if self._sources is None:
-            self._sources = [self._source(seed) for seed in self.seeds]
-        noises = [source(sigma, sigma_next) for source in self._sources]
-        frames = len(self.coefficients)
+            self._sources = {seed: self._source(seed) for pair in seeds for seed in pair}
+        noises = {seed: source(sigma, sigma_next) for seed, source in self._sources.items()}
         if len(noises) == 1:
-            return noises[0].repeat(frames, *([1] * (noises[0].dim() - 1)))
-        return torch.cat([slerp(noises[0], noises[1], t) for t in self.coefficients], dim=0)
+            noise = next(iter(noises.values()))
+            return noise.repeat(len(rows), *([1] * (noise.dim() - 1)))
+        return torch.cat([noises[seed_a] if seed_a == seed_b else slerp(noises[seed_a], noises[seed_b], t)
+                          for (seed_a, seed_b), (_, _, t) in zip(seeds, rows)], dim=0)
 
 
 def draws_step_noise(sampler) -> bool:
@@ -81,18 +99,17 @@ def draws_step_noise(sampler) -> bool:
 
 
 @contextlib.contextmanager
-def shared_step_noise(sampler, noise: torch.Tensor, sigmas, coefficients, seed):
-    """Give `sampler` a SharedStepNoise for one run (its options are restored afterwards).
+def shared_step_noise(sampler, noise: torch.Tensor, sigmas, layout, seed):
+    """Give `sampler` a SharedStepNoise for one run laid out by `layout` (its options are restored afterwards).
 
     `noise` is the run's initial noise [F, ...] (for the row shape and device); `seed` the run's seed,
-    a SequenceSeed when B has its own. Yields whether the sampler draws step noise at all.
+    a SequenceSeed when the keys have their own. Yields whether the sampler draws step noise at all.
     """
     if seed is None or not draws_step_noise(sampler):
         yield False
         return
     brownian = BROWNIAN_SAMPLERS.get(getattr(sampler.sampler_function, "__name__", ""))
-    shared = SharedStepNoise(brownian, torch.zeros_like(noise[:1]), sigmas, coefficients, int(seed),
-                             getattr(seed, "seed_b", None))
+    shared = SharedStepNoise(brownian, torch.zeros_like(noise[:1]), sigmas, layout, key_seeds_of(seed))
     saved = sampler.extra_options
     sampler.extra_options = dict(saved, noise_sampler=shared)  # a new dict: KSAMPLER's default {} is shared
     try:

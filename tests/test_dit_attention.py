@@ -14,6 +14,7 @@ from aid_pack.attention.joint import (attention_with_lse, interpolate_joint, int
                                       interpolated_tokens)
 from aid_pack.attention.joint_override import (IMAGE_TOKENS, TEXT_TOKENS, JointAttentionOverride, JointMaskError,
                                                JointTargets)
+from aid_pack.attention.layout import FrameLayout
 from aid_pack.attention.patch import FrameCountError, InterpolationSettings
 
 MODES = ("fused outer", "fused inner", "outer", "inner")
@@ -89,11 +90,17 @@ def test_log_sum_exp_merge_equals_joined_key_sets(mode, text, seed, layers):
     assert torch.allclose(joined, merged.to(joined.dtype), atol=1e-5)
 
 
-def test_lse_attention_is_softmax_attention_when_chunked():
-    q, k, v, _, _ = make(rows=2, tokens=9, dtype=torch.float32)
-    out, lse = attention_with_lse(q, k, v, budget=2 * HEADS * 9 * 2)  # two queries per chunk
-    assert torch.allclose(out, sdpa(q, k, v), atol=1e-5)
-    assert torch.allclose(lse, torch.logsumexp(q @ k.transpose(-1, -2) / DIM ** 0.5, dim=-1), atol=1e-5)
+@pytest.mark.parametrize("fused_kernel", [True, False])
+def test_lse_attention_is_softmax_attention_on_the_dit_layout(fused_kernel):
+    """[rows, heads, L, d] through the pack's bounded lse attention: torch's kernel, or blocks of 2 x 3 scores."""
+    q, k, v, ends, _ = make(rows=2, tokens=9, dtype=torch.float32)
+    expected_lse = torch.logsumexp(q @ k.transpose(-1, -2) / DIM ** 0.5, dim=-1)
+    out, lse = attention_with_lse(q, k, v, byte_budget=4 * HEADS * 6, use_fused_kernel=fused_kernel)
+    assert out.shape == q.shape and torch.allclose(out, sdpa(q, k, v), atol=1e-5)
+    assert torch.allclose(lse, expected_lse, atol=1e-5)
+    shared_k, shared_v = ends[0].float(), ends[1].float()  # one endpoint's keys for every row
+    out, _ = attention_with_lse(q, shared_k, shared_v, byte_budget=4 * HEADS * 6, use_fused_kernel=fused_kernel)
+    assert torch.allclose(out, sdpa(q, shared_k.expand(2, -1, -1, -1), shared_v.expand(2, -1, -1, -1)), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,3 +204,31 @@ def test_batch_of_another_schedule_and_masks_are_refused():
         host_attention(q[:6], k[:6], v[:6], call_options(override_for()))
     with pytest.raises(JointMaskError, match="attention mask.*Fix: remove the attention mask"):
         host_attention(q, k, v, call_options(override_for()), mask=torch.zeros(7, 7))
+
+
+# keys K0 K1 K2: two frames between K0 and K1, one between K1 and K2, a closing frame K2 -> K0
+THREE_KEYS = FrameLayout(((0, 1, 0.0), (0, 1, 0.3), (0, 1, 0.6), (0, 1, 1.0), (1, 2, 0.5), (1, 2, 1.0),
+                          (2, 0, 0.5)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("fusion", ["concat", "lse"])
+def test_each_keyframe_segment_is_the_two_endpoint_interpolation_of_its_keys(mode, fusion):
+    """The rows of a three-key batch come out as the two-key runs [K_a, frames..., K_b] of their segments."""
+    frames = THREE_KEYS.frames
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(2 * frames, HEADS, 7, DIM, generator=g) for _ in range(3))
+    settings_ = InterpolationSettings(THREE_KEYS.coefficients, mode=mode, sigma_start=10.0, sigma_end=1.0,
+                                      fusion=fusion, layout=THREE_KEYS)
+    out = host_attention(q, k, v, call_options(JointAttentionOverride(settings_)))
+    positive = slice(frames, 2 * frames)
+    qp, kp, vp, got = q[positive], k[positive], v[positive], out[positive]
+    for (row_a, row_b), members in THREE_KEYS.segments().items():
+        rows = [row_a] + [row for row, _ in members] + [row_b]
+        two_key = InterpolationSettings((0.0, *[t for _, t in members], 1.0), mode=mode, sigma_start=10.0,
+                                        sigma_end=1.0, fusion=fusion)
+        alone = host_attention(qp[rows], kp[rows], vp[rows],
+                               call_options(JointAttentionOverride(two_key), positive=(True,)))
+        assert torch.allclose(got[rows], alone, atol=1e-5), (row_a, row_b)
+    assert torch.allclose(out[:frames], plain(q[:frames], k[:frames], v[:frames]), atol=1e-5), "negative chunk"
+    assert not torch.allclose(got[6], plain(qp[6:7], kp[6:7], vp[6:7])[0], atol=1e-3), "closing frame interpolated"

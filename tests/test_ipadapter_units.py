@@ -13,12 +13,14 @@ from aid_pack.attention.branches import POSITIVE_UUIDS
 from aid_pack.attention.image_prompt import (ImageEndpoints, ImagePromptBranch, ImagePromptMismatchError,
                                              ImageProjModel, Resampler)
 from aid_pack.attention.interpolation import fused_inner, fused_outer
+from aid_pack.attention.layout import FrameLayout
 from aid_pack.attention.ip_adapter_files import (IPAdapterFileError, detect_variant, load_ip_adapter,
                                                  split_state_dict)
 from aid_pack.attention.patch import InterpolationPatch, InterpolationSettings
 
 HEADS, DIM, TOKENS = 2, 8, 3
 COEFFICIENTS = (0.0, 0.25, 0.6, 1.0)
+LAYOUT = FrameLayout.between(COEFFICIENTS)
 
 
 def attention(q, k, v):
@@ -61,7 +63,7 @@ def test_morph_branch_rows(comfy, interpolation_mode):
     kv = token_sets()
     branch = ImagePromptBranch("morph", 0.7, interpolation_mode, kv)
     q = queries(2)
-    out = branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, True)
+    out = branch(q, options([1, 0]), positive([1, 0]), LAYOUT, True)
     frames, t = len(COEFFICIENTS), torch.tensor(COEFFICIENTS)
     uncond, cond = out[:frames], out[frames:]
     assert torch.allclose(uncond, 0.7 * attention(q[:frames], *kv["uncond"]), atol=1e-5)
@@ -75,7 +77,7 @@ def test_morph_branch_rows(comfy, interpolation_mode):
         expected = formula(qc[f:f + 1], k_own, v_own, k_a, v_a, k_b, v_b, t[f:f + 1], attention)
         assert torch.allclose(cond[f], 0.7 * expected[0], atol=1e-5)
     # outside the active range the interior frames attend to their own lerped tokens only
-    plain = branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, False)[frames:]
+    plain = branch(q, options([1, 0]), positive([1, 0]), LAYOUT, False)[frames:]
     k_own, v_own = torch.lerp(k_a, k_b, t[2]), torch.lerp(v_a, v_b, t[2])
     assert torch.allclose(plain[2], 0.7 * attention(qc[2:3], k_own, v_own)[0], atol=1e-5)
     assert torch.allclose(plain[[0, -1]], cond[[0, -1]], atol=1e-6)
@@ -87,7 +89,7 @@ def test_image_control_branch_scales_image_b_by_t(comfy, chunks):
     branch = ImagePromptBranch("image-control", 1.5, "fused outer", kv)
     q = queries(len(chunks))
     for interpolating in (True, False):
-        out = branch(q, options(chunks), positive(chunks), COEFFICIENTS, interpolating)
+        out = branch(q, options(chunks), positive(chunks), LAYOUT, interpolating)
         frames = len(COEFFICIENTS)
         t = torch.tensor(COEFFICIENTS).reshape(-1, 1, 1)
         for c, kind in enumerate(chunks):
@@ -105,7 +107,7 @@ def test_branch_is_added_to_the_text_attention_in_the_patch(comfy):
     k = v = queries(2, seed=5)
     without = InterpolationPatch(InterpolationSettings(COEFFICIENTS))(q, k, v, options([1, 0]))
     got = patch(q, k, v, options([1, 0]))
-    assert torch.allclose(got, without + branch(q, options([1, 0]), positive([1, 0]), COEFFICIENTS, True), atol=1e-6)
+    assert torch.allclose(got, without + branch(q, options([1, 0]), positive([1, 0]), LAYOUT, True), atol=1e-6)
 
 
 def test_branch_moves_with_the_model_and_is_shared_by_clones(comfy):
@@ -119,7 +121,7 @@ def test_branch_moves_with_the_model_and_is_shared_by_clones(comfy):
     assert all(k.device.type == "cpu" for k, _ in on_cpu.image_branch.keys_values.values())
     # fp16 values meet fp32 queries: cast per call
     q = queries(1)
-    assert half(q, options([0]), positive([0]), COEFFICIENTS, True).dtype == torch.float32
+    assert half(q, options([0]), positive([0]), LAYOUT, True).dtype == torch.float32
 
 
 # ----------------------------------------------------------------------------------------------

@@ -95,3 +95,22 @@ def test_sampler_custom_advanced_two_seeds_share_both_seeds_step_noise(comfy, sd
     plain_b = custom(sd15_tiny[0], prompts["b"], one, Noise_RandomNoise(SEED + 100))
     plain_a = custom(sd15_tiny[0], prompts["a"], one, Noise_RandomNoise(SEED))
     assert close(frames[0], plain_a[0]) and close(frames[-1], plain_b[0])
+
+
+def test_keyframe_rows_get_the_slerp_of_their_two_keys_step_noise(comfy):
+    """Row (key_a, key_b, t) gets slerp(n_a, n_b, t) of one-image draws; key rows get exactly their key's draw."""
+    import comfy.k_diffusion.sampling as k_sampling
+    from aid_pack.attention.layout import FrameLayout
+    from aid_pack.samplers.noise import slerp
+    from aid_pack.samplers.step_noise import SharedStepNoise
+
+    layout = FrameLayout(((0, 1, 0.0), (0, 1, 0.4), (0, 1, 1.0), (1, 2, 0.5), (1, 2, 1.0)))
+    row = torch.zeros(1, 4, 8, 8)
+    seeds = (3, 3, 9)  # keys 0 and 1 share a seed, key 2 has its own
+    shared = SharedStepNoise(None, row, torch.tensor([10.0, 1.0, 0.0]), layout, seeds)
+    draws = shared(10.0, 1.0)
+    one_image = {seed: k_sampling.default_noise_sampler(row, seed=seed)(10.0, 1.0) for seed in (3, 9)}
+    assert torch.equal(draws[0], one_image[3][0]) and torch.equal(draws[2], one_image[3][0])
+    assert torch.equal(draws[1], one_image[3][0]), "between two keys of one seed: that seed's draw"
+    assert torch.equal(draws[4], one_image[9][0])
+    assert torch.allclose(draws[3], slerp(one_image[3], one_image[9], 0.5)[0])

@@ -237,3 +237,26 @@ MODELS = {
     "clip_l": ensure_clip_l,
     "t5-d4096-tiny": ensure_tiny_t5,
 }
+
+
+def register_stand_in_dual_clip_loader(name: str) -> None:
+    """Register `name` in the host: core DualCLIPLoader loading T5 with TINY_T5_CONFIG (so the tiny T5 loads).
+
+    Only runs with random stand-ins use it (example_workflows.use_stand_in_text_encoders); registering
+    twice is a no-op.
+    """
+    import comfy.sd
+    import folder_paths
+    import nodes
+
+    if name in nodes.NODE_CLASS_MAPPINGS:
+        return
+
+    class StandInDualCLIPLoader(nodes.DualCLIPLoader):
+        def load_clip(self, clip_name1, clip_name2, type, device="default"):
+            paths = [folder_paths.get_full_path_or_raise("text_encoders", n) for n in (clip_name1, clip_name2)]
+            clip_type = getattr(comfy.sd.CLIPType, type.upper())
+            return (comfy.sd.load_clip(ckpt_paths=paths, embedding_directory=folder_paths.get_folder_paths("embeddings"),
+                                       clip_type=clip_type, model_options={"t5xxl_model_config": TINY_T5_CONFIG}),)
+
+    nodes.NODE_CLASS_MAPPINGS[name] = StandInDualCLIPLoader
