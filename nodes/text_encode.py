@@ -6,6 +6,10 @@ from ..samplers.conditioning import Guidance
 from ..samplers.prompt_lengths import PromptLengthError, encode_equal_length
 
 NODE_NAME = "AID Text Encode (equal length)"
+#: Longest prompt accepted, in characters: far past any encoder's useful length (CLIP reads 75 tokens per
+#: chunk, Flux's T5 pads to 256), short of text that would keep the encoder busy for minutes (1 MB of text
+#: is some 250,000 tokens, thousands of CLIP chunks).
+MAX_PROMPT_CHARACTERS = 20_000
 
 
 class AIDTextEncodeEqualLength:
@@ -44,6 +48,11 @@ class AIDTextEncodeEqualLength:
         if clip is None:
             raise AIDInputError(NODE_NAME, "clip", "no text encoder is connected (the checkpoint has none).",
                                 "connect the CLIP output of a CLIP loader for this model.")
+        for name, text in (("text_a", text_a), ("text_b", text_b), ("guidance_text", guidance_text)):
+            if len(text) > MAX_PROMPT_CHARACTERS:
+                raise AIDInputError(NODE_NAME, name, f"the prompt is {len(text):,} characters long, over the "
+                                    f"{MAX_PROMPT_CHARACTERS:,} this node encodes.", "shorten the prompt (the "
+                                    "text encoders read a few hundred tokens at most).")
         texts = [text_a, text_b] + ([guidance_text] if guidance_text.strip() else [])
         try:
             encoded = encode_equal_length(clip, texts)

@@ -97,3 +97,21 @@ def test_sd3_prompts_of_different_clip_chunk_counts_are_refused(comfy, link_mode
 def test_missing_text_encoder_is_named():
     with pytest.raises(AIDInputError, match="input 'clip': no text encoder"):
         AIDTextEncodeEqualLength().encode(None, "a dog", "a cat")
+
+
+class UnusedClip:
+    """A CLIP socket value that fails the test if anything is encoded with it."""
+
+    def tokenize(self, *args, **kwargs):
+        raise AssertionError("the prompt should have been refused before encoding")
+
+    encode_from_tokens = tokenize
+
+
+@pytest.mark.parametrize("name", ["text_a", "text_b", "guidance_text"])
+def test_megabyte_prompts_are_refused_before_encoding(name):
+    """The server fuzz test's 1 MB prompt (some 250,000 tokens) kept the host encoding for minutes."""
+    texts = {"text_a": "a dog", "text_b": "a cat", "guidance_text": "", name: "x" * (1 << 20)}
+    with pytest.raises(AIDInputError, match=rf"AID Text Encode \(equal length\): input '{name}': the prompt is "
+                                            r"1,048,576 characters long.*Fix: shorten the prompt"):
+        AIDTextEncodeEqualLength().encode(UnusedClip(), **texts)
