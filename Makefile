@@ -33,6 +33,8 @@ benchmark: setup
 	$(VENV)/bin/python benchmarks/editing_cost.py
 	$(VENV)/bin/python benchmarks/distributed_share.py
 	$(VENV)/bin/python benchmarks/spacetime_cost.py
+	$(VENV)/bin/python benchmarks/aid_dit_cost.py
+	$(VENV)/bin/python benchmarks/aid_dit_blocks.py
 
 # Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and make each
 # thumbnail from a run of its workflow; WORKFLOW=name limits it to one.

@@ -8,7 +8,7 @@ from .patch import LAYERS, InterpolationPatch, InterpolationSettings
 
 
 class UnsupportedModelError(ValueError):
-    """The MODEL has no SD-style UNet transformer blocks (e.g. a DiT model)."""
+    """The MODEL is none of the families AID can interpolate (attention/registry.py lists them)."""
 
 
 def transformer_block_keys(diffusion_model) -> list[tuple[str, int, int]]:

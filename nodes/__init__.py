@@ -3,6 +3,7 @@ from . import apply, best_frame, conditioning, ipadapter, latent, report, sample
 from . import shares
 from . import layout, region_sampler, region_weights, regions
 from . import editing
+from . import text_encode
 
 # Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
 _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video, shares)
@@ -10,6 +11,8 @@ _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, b
 _MODULES += (regions, layout, region_weights, region_sampler)
 # Real-image editing: inversion and the hold of endpoint A.
 _MODULES += (editing,)
+# Diffusion transformers: prompts of one token length.
+_MODULES += (text_encode,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

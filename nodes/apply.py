@@ -1,22 +1,20 @@
 """Apply AID: patch a MODEL clone so a core sampler generates an interpolation sequence."""
 from __future__ import annotations
 
-from ..attention.install import UnsupportedModelError
-from ..errors import AIDInputError
+from ..attention.joint_override import DEFAULT_BLOCKS
 from ..samplers.sequence import patched_model
 from .ipadapter import check_image_endpoints
-from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
+from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs,
+                      interpolation_options, supported_family)
 
 NODE_NAME = "Apply AID"
 
 
 def patch_for_schedule(node, model, coefficients, options, image_endpoints=None):
     """patched_model with an unsupported model reported as the node's input error."""
+    supported_family(node, model)
     check_image_endpoints(node, image_endpoints, model)
-    try:
-        return patched_model(model, coefficients, options, node, image_endpoints)
-    except UnsupportedModelError as error:
-        raise AIDInputError(node, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
+    return patched_model(model, coefficients, options, node, image_endpoints)
 
 
 class ApplyAID:
@@ -27,7 +25,8 @@ class ApplyAID:
                    "Conditioning (one prompt row per frame) from the same schedule; frame 0 and the last frame "
                    "come out exactly as plain generations of A and B, with any sampler (stochastic ones share their "
                    "step noise across frames) and any core guider (only the sequence prompt's rows are "
-                   "interpolated).")
+                   "interpolated). Works on SD1.x, SD2.x and SDXL checkpoints and on the Flux.1, SD3 / SD3.5 and "
+                   "Qwen-Image diffusion transformers (joint text+image attention).")
     CATEGORY = "AID/advanced"
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
@@ -40,11 +39,12 @@ class ApplyAID:
                                                           "and leaves this one unchanged."}),
                          "schedule": ("AID_SCHEDULE", {"tooltip": "The same schedule as the latent and prompts."}),
                          **interpolation_inputs()},
-            "optional": {**fusion_input(), **image_endpoints_input()},
+            "optional": {**fusion_input(), **image_endpoints_input(), **dit_blocks_input()},
         }
 
-    def apply(self, model, schedule, mode, layers, start_percent, end_percent, fusion="concat", image_endpoints=None):
-        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion)
+    def apply(self, model, schedule, mode, layers, start_percent, end_percent, fusion="concat", image_endpoints=None,
+              dit_blocks=DEFAULT_BLOCKS):
+        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion, dit_blocks, model)
         return (patch_for_schedule(NODE_NAME, model, schedule.coefficients, options, image_endpoints),)
 
 

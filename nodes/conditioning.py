@@ -40,8 +40,10 @@ class AIDConditioning:
 
     DESCRIPTION = ("Per-frame prompts for a sequence: frame 0 gets A, the last frame B, and frame f between them "
                    "lerp(A, B, t_f) (or the guidance prompt when PAID Guidance is connected). Feed it to a core "
-                   "KSampler together with Apply AID and AID Latent. Prompts of different lengths are repeated to a "
-                   "common token count, which leaves each endpoint's attention unchanged.")
+                   "KSampler together with Apply AID and AID Latent. On UNet checkpoints prompts of different "
+                   "lengths are repeated to a common token count, which leaves each endpoint's attention unchanged; "
+                   "diffusion transformers (Flux, SD3, Qwen-Image) need prompts of one length (AID Text Encode "
+                   "(equal length) pads them), and sampling stops with a message otherwise.")
     CATEGORY = "AID/advanced"
     FUNCTION = "build"
     RETURN_TYPES = ("CONDITIONING",)

@@ -8,6 +8,7 @@ import torch
 
 from ..attention.image_prompt import IMAGE_MODES, ImageEndpoints, ImagePromptMismatchError
 from ..attention.ip_adapter_files import IPAdapterFileError, load_ip_adapter
+from ..attention.install_dit import dit_family
 from ..errors import AIDInputError
 from .validation import check_choice
 
@@ -36,6 +37,11 @@ def check_image_endpoints(node: str, image_endpoints, model) -> None:
     if not isinstance(image_endpoints, ImageEndpoints):
         raise AIDInputError(node, "image_endpoints", f"got a {type(image_endpoints).__name__}.",
                             f"connect the output of {ENDPOINTS_NAME}.")
+    family = dit_family(model)
+    if family is not None:
+        raise AIDInputError(node, "image_endpoints", f"IP-Adapter image endpoints work on SD1.x and SDXL checkpoints, "
+                            f"and this is a {family.name} model (its joint attention has no IP-Adapter layers).",
+                            "disconnect image_endpoints, or use an SD1.x / SDXL checkpoint for image prompts.")
     try:
         image_endpoints.check_model(model.model.diffusion_model)
     except ImagePromptMismatchError as error:

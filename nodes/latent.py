@@ -16,7 +16,9 @@ class AIDLatent:
     DESCRIPTION = ("The latent batch of a sequence: one empty latent per frame of the schedule. Under the core "
                    "KSampler every frame gets the same initial noise (the KSampler's seed), so frame 0 matches a "
                    "plain one-image generation. The NOISE output is for SamplerCustomAdvanced: frame f starts from "
-                   "slerp(noise of seed, noise of seed_b, t_f).")
+                   "slerp(noise of seed, noise of seed_b, t_f). Fits every supported model: like the core empty "
+                   "latents, ComfyUI gives it the model's channels and layout when sampling starts (16 channels "
+                   "for Flux, SD3 and Qwen-Image).")
     CATEGORY = "AID/advanced"
     FUNCTION = "build"
     RETURN_TYPES = ("LATENT", "NOISE")

@@ -1,20 +1,22 @@
 """AID Sampler: the one-box path from two prompts to the latents of a whole sequence."""
 from __future__ import annotations
 
-import torch
 
 from ..attention.layout import FrameLayout
+from ..attention.joint_override import DEFAULT_BLOCKS
 from ..errors import AIDInputError
 from ..samplers.conditioning import BLENDS
 from ..samplers.inversion import held_model
 from ..samplers.noise import sequence_noise
-from ..samplers.sequence import SequenceRequest, sample_sequence
-from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options, share_input
+from ..samplers.sequence import SequenceRequest, empty_sequence_latent, sample_sequence
+from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options,
+                      share_input)
 from .conditioning import build_sequence_conditioning
 from .editing import check_edit_sampling, inversion_input
 from .ipadapter import check_image_endpoints
 from .shares import sequence_share
-from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
+from .validation import (check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size,
+                         check_prompt_lengths)
 
 NODE_NAME = "AID Sampler"
 MAX_RESOLUTION = 16384
@@ -93,18 +95,20 @@ class AIDSampler:
                 **image_endpoints_input(),
                 **inversion_input(),
                 **share_input(),
+                **dit_blocks_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
                guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, inversion=None,
-               share=None):
+               share=None, dit_blocks=DEFAULT_BLOCKS):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
         check_choice(NODE_NAME, "scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS)
-        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion)
+        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion, dit_blocks,
+                                        model)
         for name, conditioning in (("positive_a", positive_a), ("positive_b", positive_b), ("negative", negative)):
             check_conditioning_for_model(NODE_NAME, name, conditioning, model)
         if guidance is not None:
@@ -120,9 +124,9 @@ class AIDSampler:
                 raise AIDInputError(NODE_NAME, "share", "a held edit (inversion connected) cannot be split across "
                                     "servers yet.", "disconnect 'share' and run the edit on one server.")
         share = sequence_share(NODE_NAME, share, FrameLayout.between(schedule.coefficients))
+        check_prompt_lengths(NODE_NAME, model, positive_a, positive_b, guidance)
         positive = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, schedule, blend, guidance)
-        latent_format = model.get_model_object("latent_format")
-        latent = torch.zeros([schedule.frames, latent_format.latent_channels, height // 8, width // 8])
+        latent = empty_sequence_latent(model, schedule.frames, width, height)
         seed_b = None if seed_b < 0 else seed_b
         request = SequenceRequest(
             positive=positive, negative=negative, coefficients=schedule.coefficients, latent=latent,

@@ -1,14 +1,13 @@
 """AID Smooth Sampler: a sequence whose perceptual steps are even, by automatic Beta or dynamic selection."""
 from __future__ import annotations
 
-import torch
-
+from ..attention.joint_override import DEFAULT_BLOCKS
 from ..attention.layout import FrameLayout
 from ..errors import AIDInputError, plural
 from ..scoring.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
 from ..samplers.noise import sequence_noise
 from ..samplers.schedule import InterpolationSchedule, linear_coefficients
-from ..samplers.sequence import SequenceRequest
+from ..samplers.sequence import SequenceRequest, empty_sequence_latent
 from ..samplers.smooth import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
 from ..samplers.smooth_sampling import DiffusionFrames
 from .widgets import interpolation_options
@@ -18,7 +17,8 @@ from .report import sequence_plot
 from .sampler import AIDSampler, sampler_progress
 from .shares import sequence_share
 from .ui import save_preview
-from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
+from .validation import (check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size,
+                         check_prompt_lengths)
 
 NODE_NAME = "AID Smooth Sampler"
 PROBE = InterpolationSchedule((0.0, 0.5, 1.0), "custom")  # the first round of both searches
@@ -26,7 +26,7 @@ PROBE = InterpolationSchedule((0.0, 0.5, 1.0), "custom")  # the first round of b
 PROMPT_INPUTS = ("positive_a", "positive_b", "negative")
 SAMPLING_INPUTS = ("width", "height", "seed", "steps", "cfg", "sampler_name", "scheduler", "mode", "layers",
                    "start_percent", "end_percent", "max_frames_per_batch")
-OPTIONAL_INPUTS = ("guidance", "seed_b", "blend", "fusion", "image_endpoints", "share")
+OPTIONAL_INPUTS = ("guidance", "seed_b", "blend", "fusion", "image_endpoints", "share", "dit_blocks")
 
 
 class AIDSmoothSampler:
@@ -102,20 +102,22 @@ class AIDSmoothSampler:
                target_smoothness, frames_per_round, metric, width, height, seed, steps, cfg, sampler_name,
                scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch, clip_vision=None,
                guidance=None, seed_b=-1, blend="lerp", max_alpha_beta=0.0, fusion="concat", image_endpoints=None,
-               share=None):
+               share=None, dit_blocks=DEFAULT_BLOCKS):
         import comfy.model_management
         import comfy.samplers
 
         check_choice(NODE_NAME, "method", method, METHODS)
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
         check_choice(NODE_NAME, "scheduler", scheduler, comfy.samplers.KSampler.SCHEDULERS)
-        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion)
+        options = interpolation_options(NODE_NAME, mode, layers, start_percent, end_percent, fusion, dit_blocks,
+                                        model)
         prompts = {"positive_a": positive_a, "positive_b": positive_b, "negative": negative}
         if guidance is not None:
             prompts["guidance"] = guidance.conditioning
         for name, conditioning in prompts.items():
             check_conditioning_for_model(NODE_NAME, name, conditioning, model)
         check_image_endpoints(NODE_NAME, image_endpoints, model)
+        check_prompt_lengths(NODE_NAME, model, positive_a, positive_b, guidance)
         probe_prompts = build_sequence_conditioning(NODE_NAME, positive_a, positive_b, PROBE, blend, guidance)
         check_image_size(NODE_NAME, width, height)
         check_frames_per_batch(NODE_NAME, max_frames_per_batch)
@@ -130,8 +132,7 @@ class AIDSmoothSampler:
             raise AIDInputError(NODE_NAME, "max_alpha_beta", f"{max_alpha_beta} is below 1.",
                                 "use 0 (automatic) or a value >= 1.")
 
-        latent_format = model.get_model_object("latent_format")
-        latent = torch.zeros([PROBE.frames, latent_format.latent_channels, height // 8, width // 8])
+        latent = empty_sequence_latent(model, PROBE.frames, width, height)
         seed_b = None if seed_b < 0 else seed_b
         guidance_conditioning = guidance.conditioning if guidance is not None else None
         probe = SequenceRequest(

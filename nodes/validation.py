@@ -1,21 +1,36 @@
 """Input checks shared by the AID nodes; each raises AIDInputError naming the node, the input and the fix."""
 from __future__ import annotations
 
+from ..attention.install_dit import dit_family
 from ..errors import AIDInputError
+from ..samplers.conditioning import check_token_counts, token_counts
 
-FAMILY_BY_WIDTH = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner"}
+FAMILY_BY_WIDTH = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner", 4096: "T5-XXL (Flux, SD3)",
+                   3584: "Qwen2.5-VL (Qwen-Image)"}
 
 
 def model_context_width(model) -> int | None:
-    """The text-context width the model's cross-attention expects (768 SD1.x, 1024 SD2.x, 2048 SDXL)."""
+    """The text-context width the model expects (768 SD1.x, 1024 SD2.x, 2048 SDXL, 4096 Flux/SD3, 3584 Qwen-Image)."""
+    family = dit_family(model)
+    if family is not None:
+        return family.context_width(model.model.diffusion_model)
     return model.model.model_config.unet_config.get("context_dim")
 
 
+def _needs_pooled(model) -> str | None:
+    """The family name when the model embeds a pooled text vector (ComfyUI fails without one), else None."""
+    family = dit_family(model)
+    if family is not None:
+        return family.name if family.pooled_width(model.model.diffusion_model) else None
+    return "SDXL-family" if getattr(model.model, "adm_channels", None) else None
+
+
 def check_conditioning_for_model(node: str, input_name: str, conditioning, model) -> None:
-    """Stop early when a CONDITIONING was encoded by another model family's CLIP."""
+    """Stop early when a CONDITIONING was encoded by another model family's text encoder."""
     if not isinstance(conditioning, list) or not conditioning:
         raise AIDInputError(node, input_name, "the conditioning is empty.", "connect a CLIP Text Encode output.")
     expected = model_context_width(model)
+    pooled_family = _needs_pooled(model)
     for context, options in conditioning:
         width = int(context.shape[-1])
         if expected is not None and width != expected:
@@ -23,10 +38,21 @@ def check_conditioning_for_model(node: str, input_name: str, conditioning, model
                 node, input_name,
                 f"the prompt was encoded for a {FAMILY_BY_WIDTH.get(width, str(width) + '-wide')} model but the "
                 f"model is {FAMILY_BY_WIDTH.get(expected, str(expected) + '-wide')}.",
-                "encode the prompt with the CLIP output of the same checkpoint as the model.")
-        if getattr(model.model, "adm_channels", None) and "pooled_output" not in options:
-            raise AIDInputError(node, input_name, "this SDXL-family model needs a pooled text output, and the "
-                                "conditioning has none.", "encode the prompt with the checkpoint's own CLIP.")
+                "encode the prompt with the text encoder that belongs to the model (for diffusion models loaded "
+                "with Load Diffusion Model, the matching CLIP loader's output).")
+        if pooled_family and "pooled_output" not in options:
+            raise AIDInputError(node, input_name, f"this {pooled_family} model needs a pooled text output, and the "
+                                "conditioning has none.", "encode the prompt with the model's own text encoder.")
+
+
+def check_prompt_lengths(node: str, model, positive_a, positive_b, guidance=None) -> None:
+    """On a diffusion transformer, the sequence's prompts must have equal token counts (entry by entry)."""
+    family = dit_family(model)
+    prompts = [positive_a, positive_b] + ([guidance.conditioning] if guidance is not None else [])
+    for counts in zip(*(token_counts(conditioning) for conditioning in prompts)):
+        problem = check_token_counts(counts, family)
+        if problem is not None:
+            raise AIDInputError(node, *problem)
 
 
 def check_percent_range(node: str, start_percent: float, end_percent: float) -> None:

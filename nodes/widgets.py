@@ -5,8 +5,12 @@ defined once here so their names, defaults and tooltips cannot drift apart.
 """
 from __future__ import annotations
 
+from ..attention.install import UnsupportedModelError
 from ..attention.interpolation import DEFAULT_MODE, FUSION_STRATEGIES, MODES
+from ..attention.joint_override import BLOCKS, DEFAULT_BLOCKS
 from ..attention.patch import LAYERS
+from ..attention.registry import SUPPORTED_MODELS, model_family
+from ..errors import AIDInputError
 from ..samplers.sequence import InterpolationOptions
 from .validation import check_choice, check_percent_range
 
@@ -20,7 +24,9 @@ def interpolation_inputs() -> dict:
                                           "joined with lerp(A, B) keys. outer / inner: without the frame's own keys."}),
         "layers": (list(LAYERS), {"default": LAYERS[0],
                                   "tooltip": "Which attention to interpolate: self-attention carries layout, "
-                                             "cross-attention carries meaning."}),
+                                             "cross-attention carries meaning. On diffusion transformers (joint "
+                                             "attention) this picks the endpoints' keys: image tokens (self), text "
+                                             "tokens (cross) or both."}),
         "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                     "tooltip": "Start of interpolated attention, as a fraction of the denoising "
                                                "schedule."}),
@@ -40,13 +46,37 @@ def fusion_input() -> dict:
                    "chained, lse joins key sets instead."})}
 
 
-def interpolation_options(node, mode, layers, start_percent, end_percent, fusion) -> InterpolationOptions:
-    """Validate the shared widgets and bundle them."""
+def dit_blocks_input() -> dict:
+    """The optional widget choosing the diffusion-transformer blocks to interpolate."""
+    return {"dit_blocks": (list(BLOCKS), {
+        "default": DEFAULT_BLOCKS,
+        "tooltip": "Diffusion transformers only (Flux, SD3, Qwen-Image): which blocks get interpolated attention. "
+                   "all (default): every block. double: the two-stream joint blocks (all blocks of SD3 and "
+                   "Qwen-Image). single: Flux's single-stream blocks. UNet checkpoints ignore it."})}
+
+
+def interpolation_options(node, mode, layers, start_percent, end_percent, fusion, dit_blocks=DEFAULT_BLOCKS,
+                          model=None) -> InterpolationOptions:
+    """Validate the shared widgets (dit_blocks against the model's blocks when given) and bundle them."""
     check_choice(node, "mode", mode, MODES)
     check_choice(node, "layers", layers, LAYERS)
     check_choice(node, "fusion", fusion, FUSION_STRATEGIES)
+    check_choice(node, "dit_blocks", dit_blocks, BLOCKS)
     check_percent_range(node, start_percent, end_percent)
-    return InterpolationOptions(mode, layers, start_percent, end_percent, fusion)
+    if model is not None:
+        family = supported_family(node, model)
+        if family is not None and dit_blocks != "all" and dit_blocks not in family.block_types:
+            raise AIDInputError(node, "dit_blocks", f"{family.name} models have only "
+                                f"{' and '.join(family.block_types)} blocks.", "choose all or double.")
+    return InterpolationOptions(mode, layers, start_percent, end_percent, fusion, dit_blocks)
+
+
+def supported_family(node, model):
+    """The model's DiT family (None for a UNet); an unsupported model is the node's input error."""
+    try:
+        return model_family(model)
+    except UnsupportedModelError as error:
+        raise AIDInputError(node, "model", str(error), f"use a supported model: {SUPPORTED_MODELS}.") from None
 
 
 def image_endpoints_input() -> dict:

@@ -27,11 +27,15 @@ class SequenceMarker:
     ComfyUI copies the entry's dict into the guider's cond, so the samplers can recognise the sequence's
     own prompt rows wherever a guider puts them (samplers/branches.py) and check that the model and latent
     were made for the same schedule (samplers/sequence_run.py). `sizes` holds each key's SDXL size
-    conditioning when they differ, so each frame can get its own (samplers/frame_sizes.py).
+    conditioning when they differ, so each frame can get its own (samplers/frame_sizes.py); `guidance`
+    likewise each key's Flux guidance (samplers/frame_guidance.py). `token_counts` lets a DiT run refuse
+    prompts of different lengths (check_token_counts).
     """
 
     layout: FrameLayout
     sizes: tuple[dict, ...] | None = None
+    token_counts: tuple[int, ...] | None = None  # of A, B (and the guidance) before any repetition
+    guidance: tuple | None = None  # each key's Flux guidance (None: not set) when they differ
 
     @property
     def coefficients(self) -> tuple[float, ...]:
@@ -91,9 +95,11 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
 
     cond_a, cond_b (and the optional PAID `guidance`) are CONDITIONING lists with the same
     number of entries; entry i of each is paired. Token counts may differ: every context is
-    repeated to their common multiple. SDXL's pooled_output follows the same rule as the
-    context. Other keys of the dict come from A, plus a SequenceMarker under SEQUENCE_MARKER that says
-    which frames the rows are (with A's and B's SDXL size conditioning when they differ).
+    repeated to their common multiple, which leaves UNet cross-attention unchanged (DiTs refuse
+    different counts, see check_token_counts). SDXL's, Flux's and SD3's pooled_output follows the
+    same rule as the context. Other keys of the dict come from A, plus a SequenceMarker under
+    SEQUENCE_MARKER that says which frames the rows are (with A's and B's SDXL size conditioning
+    and Flux guidance when they differ, and the token counts).
     """
     if len(cond_a) != len(cond_b) or (guidance is not None and len(guidance) != len(cond_a)):
         counts = [len(cond_a), len(cond_b)] + ([len(guidance)] if guidance is not None else [])
@@ -107,14 +113,17 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
         widths = {c.shape[-1] for c in contexts}
         if len(widths) != 1:
             raise ValueError(f"the prompts come from different text encoders (widths {sorted(widths)}).")
-        tokens = common_token_count(*(c.shape[1] for c in contexts))
+        token_counts = tuple(int(c.shape[1]) for c in contexts)
+        tokens = common_token_count(*token_counts)
         contexts = [repeat_tokens(c, tokens) for c in contexts]
         context_g = contexts[2] if entry_g is not None else None
         context = _frame_rows(contexts[0], contexts[1].to(contexts[0]), context_g, coefficients, method)
         options = dict(entry_a[1])
         sizes_a, sizes_b = _sizes(entry_a[1]), _sizes(entry_b[1])
         sizes = None if sizes_a == sizes_b else (sizes_a, sizes_b)
-        options[SEQUENCE_MARKER] = SequenceMarker(FrameLayout.between(coefficients), sizes)
+        guidance_a, guidance_b = entry_a[1].get("guidance"), entry_b[1].get("guidance")
+        guidances = None if guidance_a == guidance_b else (guidance_a, guidance_b)
+        options[SEQUENCE_MARKER] = SequenceMarker(FrameLayout.between(coefficients), sizes, token_counts, guidances)
         pooled_a, pooled_b = entry_a[1].get("pooled_output"), entry_b[1].get("pooled_output")
         if pooled_a is not None and pooled_b is not None:
             pooled_g = entry_g[1].get("pooled_output") if entry_g is not None else None
@@ -125,6 +134,29 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
             raise ValueError("only one of the prompts has a pooled output; encode both with the same CLIP.")
         result.append([context, options])
     return result
+
+
+def token_counts(conditioning) -> tuple[int, ...]:
+    """Token count of each entry's context."""
+    return tuple(int(context.shape[1]) for context, _ in conditioning)
+
+
+def check_token_counts(counts, family) -> tuple[str, str, str] | None:
+    """(input name, problem, fix) when prompts (A, B[, guidance]) have different token counts on a DiT `family`.
+
+    Joint attention is not invariant to repeated text tokens (repeated text keys outweigh the image
+    keys), so on a diffusion transformer the prompts must already have equal lengths. `family` is an
+    attention.install_dit.DitFamily; None (a UNet) accepts any counts.
+    """
+    if family is None or counts is None or len(set(counts)) <= 1:
+        return None
+    names = ("positive_a", "positive_b", "guidance")
+    odd = next(index for index, count in enumerate(counts) if count != counts[0])
+    listed = ", ".join(f"{label} {count}" for label, count in zip(("A", "B", "the guidance"), counts))
+    problem = (f"the prompts have different token counts ({listed} tokens). Joint text+image attention of "
+               f"{family.name} is not invariant to repeated text tokens, so AID cannot repeat them to a common "
+               f"length as it does on UNets; {family.padding}.")
+    return names[odd], problem, family.padding_fix.format(tokens=max(counts)) + "."
 
 
 def _sizes(options: dict) -> dict:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention.install import install_interpolation
 from ..attention.interpolation import DEFAULT_MODE
+from ..attention.joint_override import DEFAULT_BLOCKS
 from ..attention.layout import FrameLayout
 from ..attention.patch import InterpolationSettings
+from ..attention.registry import install_for_model
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
 from .sequence_run import install_sequence_run
@@ -33,6 +34,7 @@ class InterpolationOptions:
     start_percent: float = 0.0
     end_percent: float = 0.5
     fusion: str = "concat"
+    blocks: str = DEFAULT_BLOCKS  # DiT block types to interpolate ("all", "double", "single"); UNets ignore it
 
 
 def interpolation_settings(model, coefficients, options: InterpolationOptions, node_name: str,
@@ -55,21 +57,32 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
     `layout` (attention/layout.py) describes a batch of keyframe segments instead; the coefficients
     are then its rows'.
 
-    Besides the attention patches it gets the run wrappers every sampler goes through: the positive
-    branch marker (samplers/branches.py) and the sequence checks, per-frame size conditioning and
-    shared step noise (samplers/sequence_run.py). `image_endpoints`
+    The attention patches are whatever the model's family needs (attention/registry.py: replace patches
+    on UNets, the joint-attention override on DiTs). Every family gets the run wrappers every sampler
+    goes through: the positive branch marker (samplers/branches.py) and the sequence checks, per-frame
+    size and guidance conditioning and shared step noise (samplers/sequence_run.py). `image_endpoints`
     (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
-    layer, inside the same patch.
+    layer of a UNet, inside the same patch.
     """
     settings = interpolation_settings(model, coefficients, options, node_name, layout)
     clone = model.clone()
     branches = None
     if image_endpoints is not None:
         branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, settings.layout)
-    install_interpolation(clone, settings, options.layers, image_branches=branches)
+    family = install_for_model(clone, settings, options.layers, options.blocks, image_branches=branches)
     install_positive_branch_marker(clone, node_name)
-    install_sequence_run(clone, settings.layout, node_name)
+    install_sequence_run(clone, settings.layout, node_name, family)
     return clone
+
+
+def empty_sequence_latent(model, frames: int, width: int, height: int) -> torch.Tensor:
+    """Zeros for `frames` frames in the model's latent layout: [F, C, h, w], or [F, C, 1, h, w] for
+    image models with video latents (Qwen-Image), as comfy.sample.fix_empty_latent_channels makes them."""
+    latent_format = model.get_model_object("latent_format")
+    shape = [frames, latent_format.latent_channels, height // 8, width // 8]
+    if getattr(latent_format, "latent_dimensions", 2) == 3:
+        shape.insert(2, 1)
+    return torch.zeros(shape)
 
 
 def plan_chunks(frames: int, max_frames_per_batch: int) -> list[list[int]]:

@@ -5,13 +5,17 @@ pack's sampler going through ComfyUI's guiders), the run:
 - stops before any work when the latent batch or the sequence CONDITIONING was made for another
   schedule than the patched model (ComfyUI would silently trim or tile the rows, so "endpoint"
   rows would carry the wrong prompt);
-- gives each frame its own SDXL size conditioning (samplers/frame_sizes.py);
+- on a diffusion transformer, stops when the sequence's prompts have different token counts
+  (samplers/conditioning.py check_token_counts);
+- gives each frame its own SDXL size conditioning (samplers/frame_sizes.py) and Flux guidance
+  (samplers/frame_guidance.py);
 - shares the step noise of stochastic samplers across frames (samplers/step_noise.py).
 """
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from .conditioning import SEQUENCE_MARKER
+from .conditioning import SEQUENCE_MARKER, check_token_counts
+from .frame_guidance import apply_frame_guidance
 from .frame_sizes import apply_frame_sizes
 from .step_noise import shared_step_noise
 
@@ -25,16 +29,18 @@ def _frames(count: int) -> str:
 class SequenceRun:
     """SAMPLER_SAMPLE wrapper for a model patched for a batch laid out by `layout` (attention/layout.py)."""
 
-    def __init__(self, layout, node_name: str):
+    def __init__(self, layout, node_name: str, family=None):
         self.layout = layout
         self.node_name = node_name
+        self.family = family  # attention.install_dit.DitFamily, None for a UNet
 
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
         self.check_batch(noise.shape[0])
         for prompt_type, entries in guider.conds.items():
             for index, entry in enumerate(entries or []):
                 self.check_marker(entry.get(SEQUENCE_MARKER))
-                entries[index] = apply_frame_sizes(guider.inner_model, entry, prompt_type, noise)
+                entry = apply_frame_sizes(guider.inner_model, entry, prompt_type, noise)
+                entries[index] = apply_frame_guidance(entry)
         with shared_step_noise(executor.class_obj, noise, sigmas, self.layout, extra_args.get("seed")):
             return executor(guider, sigmas, extra_args, callback, noise, *args, **kwargs)
 
@@ -47,8 +53,14 @@ class SequenceRun:
                                 "schedule (or set the schedule's frames to the batch size).")
 
     def check_marker(self, marker) -> None:
-        """A sequence CONDITIONING in the run was made from the same schedule as the patched model."""
-        if marker is None or marker.layout == self.layout:
+        """A sequence CONDITIONING in the run was made from the same schedule as the patched model, and
+        (on a DiT) from prompts of one token count."""
+        if marker is None:
+            return
+        problem = check_token_counts(marker.token_counts, self.family)
+        if problem is not None:
+            raise AIDInputError("AID Conditioning", *problem)
+        if marker.layout == self.layout:
             return
         made, expected = marker.layout.frames, self.layout.frames
         problem = (f"the prompts come from AID Conditioning with a {made}-frame schedule, the model from a "
@@ -60,10 +72,11 @@ class SequenceRun:
                             "connect the same AID Schedule to AID Conditioning, AID Latent and Apply AID.")
 
 
-def install_sequence_run(model, layout, node_name: str) -> None:
-    """Add a SequenceRun for `layout` to a ModelPatcher clone, replacing one an earlier AID patch added."""
+def install_sequence_run(model, layout, node_name: str, family=None) -> None:
+    """Add a SequenceRun for `layout` to a ModelPatcher clone (of a `family` DiT, None for a UNet), replacing
+    one an earlier AID patch added."""
     import comfy.patcher_extension
 
     kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
     model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name))
+    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name, family))

@@ -474,6 +474,7 @@ def use_stand_ins(prompt: dict, stand_ins: dict[str, str]) -> dict:
         for key, value in node["inputs"].items():
             if isinstance(value, str) and value in stand_ins:
                 node["inputs"][key] = stand_ins[value]
+    use_stand_in_text_encoders(prompt, stand_ins)
     return prompt
 
 
@@ -692,3 +693,164 @@ WORKFLOWS.update({
     "spacetime_auto_layout.json": spacetime_auto_layout,
     "aid_regional_interpolation.json": aid_regional_interpolation,
 })
+# diffusion transformers (issue 12)
+# ----------------------------------------------------------------------------------------------
+
+FLUX_DIFFUSION_MODEL = "flux1-dev.safetensors"
+FLUX_VAE = "ae.safetensors"
+CLIP_L = "clip_l.safetensors"
+CLIP_G = "clip_g.safetensors"
+T5XXL = "t5xxl_fp16.safetensors"
+SD35_CHECKPOINT = "sd3.5_medium.safetensors"
+
+
+def aid_flux_interpolation(object_info: dict) -> dict:
+    """Flux.1-dev: Load Diffusion Model + Dual CLIP Loader, prompts of one length, Apply AID -> KSampler at cfg 1."""
+    flow = UIWorkflow(object_info)
+    unet = flow.add("UNETLoader", {"unet_name": FLUX_DIFFUSION_MODEL, "weight_dtype": "default"}, pos=(0, 0),
+                    size=(330, 90))
+    clip = flow.add("DualCLIPLoader", {"clip_name1": CLIP_L, "clip_name2": T5XXL, "type": "flux"}, pos=(0, 130),
+                    size=(330, 130))
+    vae = flow.add("VAELoader", {"vae_name": FLUX_VAE}, pos=(0, 300), size=(330, 60))
+    prompts = flow.add("AIDTextEncodeEqualLength", {
+        "text_a": "a photo of a red fox sitting in a snowy forest, morning light",
+        "text_b": "a photo of a white owl sitting in a snowy forest, morning light"}, pos=(380, 0), size=(400, 330))
+    flow.link(clip, "CLIP", prompts, "clip")
+    negative = flow.add("CLIPTextEncode", {"text": ""}, pos=(380, 380), size=(400, 100),
+                        title="Negative (unused at cfg 1)")
+    flow.link(clip, "CLIP", negative, "clip")
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 420),
+                        size=(330, 330))
+    conditioning = flow.add("AIDConditioning", pos=(840, 0), size=(300, 140))
+    flow.link(prompts, "positive_a", conditioning, "positive_a")
+    flow.link(prompts, "positive_b", conditioning, "positive_b")
+    flow.link(schedule, 0, conditioning, "schedule")
+    guidance = flow.add("FluxGuidance", {"guidance": 3.5}, pos=(840, 180), size=(300, 60))
+    flow.link(conditioning, 0, guidance, "conditioning")
+    apply = flow.add("ApplyAID", pos=(840, 280), size=(300, 330))
+    flow.link(unet, "MODEL", apply, "model")
+    flow.link(schedule, 0, apply, "schedule")
+    latent = flow.add("AIDLatent", {"width": 1024, "height": 1024, "seed": 0, "seed_b": -1}, pos=(840, 650),
+                      size=(300, 180))
+    flow.link(schedule, 0, latent, "schedule")
+    sampler = flow.add("KSampler", {"seed": 42, "steps": 20, "cfg": 1.0, "sampler_name": "euler",
+                                    "scheduler": "simple", "denoise": 1.0}, pos=(1180, 160), size=(320, 270))
+    flow.link(apply, 0, sampler, "model")
+    flow.link(guidance, 0, sampler, "positive")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(latent, "latent", sampler, "latent_image")
+    _decode_with_vae(flow, vae, sampler, 1540, "AID/flux_interpolation")
+    return flow.to_json()
+
+
+def aid_sd35_interpolation(object_info: dict) -> dict:
+    """SD3.5: the checkpoint's model and VAE, Triple CLIP Loader, AID Sampler with CFG."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": SD35_CHECKPOINT}, pos=(0, 0), size=(330, 100))
+    clip = flow.add("TripleCLIPLoader", {"clip_name1": CLIP_L, "clip_name2": CLIP_G, "clip_name3": T5XXL},
+                    pos=(0, 140), size=(330, 130))
+    texts = {"Prompt A": "a watercolor painting of a lighthouse on a cliff, morning",
+             "Prompt B": "a watercolor painting of a windmill on a hill, evening",
+             "Negative prompt": "blurry, low quality, watermark, text"}
+    encoded = {}
+    for row, (title, text) in enumerate(texts.items()):
+        encoded[title] = flow.add("CLIPTextEncode", {"text": text}, pos=(380, 170 * row), size=(400, 130), title=title)
+        flow.link(clip, "CLIP", encoded[title], "clip")
+    schedule = flow.add("AIDSchedule", {"frames": 7, "curve": "beta", "alpha": 4.0, "beta": 4.0}, pos=(0, 320),
+                        size=(330, 330))
+    sampler = flow.add("AIDSampler", {"width": 1024, "height": 1024, "seed": 42, "steps": 28, "cfg": 4.5,
+                                      "sampler_name": "euler", "scheduler": "sgm_uniform"}, pos=(840, 0),
+                       size=(340, 640))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(encoded["Prompt A"], 0, sampler, "positive_a")
+    flow.link(encoded["Prompt B"], 0, sampler, "positive_b")
+    flow.link(encoded["Negative prompt"], 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    _decode_with_vae(flow, ckpt, sampler, 1220, "AID/sd35_interpolation", vae_output="VAE")
+    return flow.to_json()
+
+
+def _decode_with_vae(flow: UIWorkflow, vae_source, latent_source, x: int, prefix: str, vae_output=0):
+    """VAE Decode with the VAE of `vae_source`, then AID Frames to Video."""
+    decode = flow.add("VAEDecode", pos=(x, 160), size=(220, 50))
+    flow.link(latent_source, 0, decode, "samples")
+    flow.link(vae_source, vae_output, decode, "vae")
+    video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
+                                          "loop": "ping-pong (no repeated ends)", "hold_first": 2, "hold_last": 2},
+                     pos=(x + 260, 160), size=(420, 520))
+    flow.link(decode, "IMAGE", video, "images")
+    return decode
+
+
+WORKFLOWS.update({
+    "aid_flux_interpolation.json": aid_flux_interpolation,
+    "aid_sd35_interpolation.json": aid_sd35_interpolation,
+})
+
+
+def _dit_stand_in(name: str):
+    from . import dit_models
+
+    return getattr(dit_models, name)()
+
+
+MODEL_FILES.update({
+    FLUX_DIFFUSION_MODEL: ModelFile(
+        "diffusion_models", "FLUX.1 [dev] diffusion model (gated: accept the licence on Hugging Face first); "
+        "flux1-schnell.safetensors works too (set steps 4)",
+        "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/flux1-dev.safetensors",
+        lambda: _dit_stand_in("ensure_flux_diffusion_model")),
+    FLUX_VAE: ModelFile(
+        "vae", "FLUX.1 autoencoder (16 channels)",
+        "https://huggingface.co/black-forest-labs/FLUX.1-schnell/resolve/main/ae.safetensors",
+        lambda: _dit_stand_in("ensure_vae16")),
+    CLIP_L: ModelFile(
+        "text_encoders", "CLIP-L text encoder of Flux and SD3",
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+        lambda: _dit_stand_in("ensure_clip_l")),
+    T5XXL: ModelFile(
+        "text_encoders", "T5-XXL text encoder of Flux and SD3 (t5xxl_fp8_e4m3fn.safetensors needs less memory)",
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        lambda: _dit_stand_in("ensure_tiny_t5")),
+    CLIP_G: ModelFile(
+        "text_encoders", "CLIP-G text encoder of SD3 / SD3.5",
+        "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/text_encoders/clip_g.safetensors",
+        # no random CLIP-G can be built small (ComfyUI builds it at 0.7B from a fixed config): the stand-in
+        # runs drop it (use_stand_in_text_encoders), so the CLIP-L stand-in only fills its widget
+        lambda: _dit_stand_in("ensure_clip_l")),
+    SD35_CHECKPOINT: ModelFile(
+        "checkpoints", "Stable Diffusion 3.5 Medium (gated: accept the licence on Hugging Face first); SD3.5 "
+        "Large works too",
+        "https://huggingface.co/stabilityai/stable-diffusion-3.5-medium/resolve/main/sd3.5_medium.safetensors",
+        lambda: _dit_stand_in("ensure_sd35_checkpoint")),
+})
+
+#: The test-only loader that replaces DualCLIPLoader in stand-in runs (aid_harness/dit_models.py).
+STAND_IN_DUAL_CLIP_LOADER = "AIDTestDualCLIPLoader"
+
+
+def use_stand_in_text_encoders(prompt: dict, stand_ins: dict[str, str]) -> dict:
+    """Swap the text-encoder loaders of a prompt that now names DiT stand-ins for ones that can load them.
+
+    T5-XXL (4.7B parameters) and CLIP-G (0.7B) cannot be built small through the core loaders, which
+    take their sizes from fixed configs:
+    - DualCLIPLoader (Flux: CLIP-L + T5) becomes AIDTestDualCLIPLoader: the same core loading code
+      (comfy.sd.load_clip) with a config override that makes T5 one block deep; its width stays 4096,
+      so Flux's real tokenizer (T5 padded to 256) gives CONDITIONING of Flux's real shape [1, 256, 4096];
+    - TripleCLIPLoader (SD3: CLIP-L, CLIP-G, T5) becomes the core CLIPLoader with the CLIP-L file and
+      type sd3, a configuration ComfyUI supports (contexts [1, 77, 4096], pooled 2048).
+    Loaders that name no stand-in are left alone (in place; returned).
+    """
+    from . import dit_models
+
+    stand_in_names = set(stand_ins.values())
+    for node in prompt.values():
+        inputs = node["inputs"]
+        if not any(isinstance(v, str) and v in stand_in_names for v in inputs.values()):
+            continue
+        if node["class_type"] == "DualCLIPLoader":
+            dit_models.register_stand_in_dual_clip_loader(STAND_IN_DUAL_CLIP_LOADER)
+            node["class_type"] = STAND_IN_DUAL_CLIP_LOADER
+        elif node["class_type"] == "TripleCLIPLoader":
+            node["class_type"], node["inputs"] = "CLIPLoader", {"clip_name": inputs["clip_name1"], "type": "sd3"}
+    return prompt

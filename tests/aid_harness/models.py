@@ -740,6 +740,18 @@ MODELS = {
     "clip-model": ensure_clip_model,
 }
 
+def _dit_builder(name: str):
+    """A builder of aid_harness/dit_models.py (the diffusion-transformer stand-ins), imported when called."""
+    def build():
+        import importlib
+
+        return importlib.import_module("aid_harness.dit_models").MODELS[name]()
+    return build
+
+
+MODELS.update({name: _dit_builder(name) for name in ("flux-d1s1", "sd35-medium-d2", "vae16", "clip_l", "t5-d4096-tiny")})
+
+
 #: What the fast test suite needs (the CLI's default).  The large ones (sd15-full 2.1 GB,
 #: ipadapter-sdxl 0.7 GB, ipadapter-sdxl-plus 0.85 GB) are built on demand by slow tests.
 DEFAULT_MODELS = [
