@@ -1,8 +1,10 @@
 """ComfyUI node classes of the pack, one module per feature; each module exports its own mappings."""
 from . import apply, best_frame, conditioning, ipadapter, latent, report, sampler, schedule, smooth, video
+from . import keyframes
 
 # Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
 _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video)
+_MODULES += (keyframes,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
