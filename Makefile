@@ -3,8 +3,8 @@
 # and reuse what an earlier run built.
 #   make test                      run the whole test suite (slow tests included)
 #   make test PYTEST_ARGS="-m 'not slow' -x"
-#   make demo                      run workflows/aid_text_interpolation.json headless
-#   make demo CKPT=/path/model.safetensors COMFYUI_PATH=/path/ComfyUI WORKFLOW=workflows/x.json
+#   make demo                      run example_workflows/aid_text_interpolation.json headless
+#   make demo CKPT=/path/model.safetensors COMFYUI_PATH=/path/ComfyUI WORKFLOW=aid_text_interpolation
 PYTHON ?= python3.11
 VENV ?= .venv
 PYTEST_ARGS ?=
@@ -12,17 +12,26 @@ PYTEST_ARGS ?=
 export PYTHON
 export AID_VENV := $(VENV)
 
-.PHONY: setup test demo benchmark
+.PHONY: setup setup-demo test demo benchmark templates
 
 setup:
-	bash tests/aid_harness/setup.sh
+	bash tests/aid_harness/setup.sh --for test
+
+# What the demo needs and nothing else: no test tools, no test models.
+setup-demo:
+	@bash tests/aid_harness/setup.sh --for demo
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-demo: setup
-	$(VENV)/bin/python tests/aid_harness/demo.py $(if $(WORKFLOW),--workflow $(WORKFLOW)) $(if $(CKPT),--ckpt $(CKPT))
+demo: setup-demo
+	@$(VENV)/bin/python tests/aid_harness/demo.py $(if $(WORKFLOW),--workflow $(WORKFLOW)) $(if $(CKPT),--ckpt $(CKPT))
 
 benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_cost.py
 	$(VENV)/bin/python benchmarks/smooth_rows.py
+
+# Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and make each
+# thumbnail from a run of its workflow; WORKFLOW=name limits it to one.
+templates: setup
+	$(VENV)/bin/python tests/aid_harness/templates.py $(WORKFLOW)

@@ -14,10 +14,15 @@ Modes:
 Fused attention can be computed by joining key sets ("concat", one attention call over both
 sets, the user's backend) or by merging per-set results with their log-sum-exp ("lse",
 Attn(Q, [K1; K2]) = (e^lse1 O1 + e^lse2 O2) / (e^lse1 + e^lse2)), which for fused outer needs
-three attentions over L keys instead of two over 2L.
+three attentions over L keys instead of two over 2L. The lse attentions run in torch's fused
+kernel that returns the log-sum-exp where the device has one (CPU flash, CUDA memory-efficient),
+else in plain torch block by block with a running log-sum-exp, so their memory stays bounded
+(LSE_BLOCK_BYTES of scores) at any size; they cannot go through the user's attention backend,
+which returns no log-sum-exp.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -137,24 +142,125 @@ def interpolate(mode: str, q, k, v, k_a, v_a, k_b, v_b, t, attention: AttentionF
     raise ValueError(f"unknown interpolation mode '{mode}', expected one of {', '.join(MODES)}.")
 
 
-def attention_with_lse(q, k, v, heads: int, query_chunk: int = 1024):
-    """Softmax attention and the log-sum-exp of its scaled scores, in pure torch, chunked over queries.
+#: Bytes one block of the plain-torch log-sum-exp attention may hold in scores (float32, exp taken in place).
+LSE_BLOCK_BYTES = 64 * 2 ** 20
+#: Queries per block at most: past this, larger blocks save no time, they only hold more memory.
+LSE_QUERY_BLOCK = 1024
+
+
+@dataclass(frozen=True)
+class AttentionBlocks:
+    """How many rows, queries and keys one block of chunked attention covers."""
+
+    rows: int
+    queries: int
+    keys: int
+
+
+def plan_attention_blocks(rows: int, heads: int, q_tokens: int, k_tokens: int,
+                          byte_budget: int = LSE_BLOCK_BYTES, bytes_per_score: int = 4) -> AttentionBlocks:
+    """The largest blocks whose score tensor [rows, heads, queries, keys] fits in `byte_budget`.
+
+    Queries come first (up to LSE_QUERY_BLOCK), then keys, then rows. A budget smaller than one
+    score per head still gives 1 x 1 x 1 blocks (heads are never split).
+    """
+    per_row_head = max(1, byte_budget // (bytes_per_score * max(1, heads)))
+    queries = max(1, min(q_tokens, LSE_QUERY_BLOCK, per_row_head))
+    keys = max(1, min(k_tokens, per_row_head // queries))
+    block_rows = max(1, min(rows, per_row_head // (queries * keys)))
+    return AttentionBlocks(block_rows, queries, keys)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[batch, L, heads*d] -> [batch, heads, L, d] (a view)."""
+    return x.reshape(x.shape[0], x.shape[1], heads, x.shape[2] // heads).transpose(1, 2)
+
+
+def chunked_attention_with_lse(q, k, v, heads: int, byte_budget: int = LSE_BLOCK_BYTES):
+    """Softmax attention and the log-sum-exp of its scaled scores in plain torch, in bounded memory.
 
     q: [rows, Lq, heads*d], k/v: [rows or 1, Lk, heads*d] -> (out [rows, Lq, heads*d], lse [rows, heads, Lq]).
-    Computes in float32; memory per chunk is rows * heads * query_chunk * Lk.
+    Works block by block (rows x queries x keys, see plan_attention_blocks) with a running
+    (online) log-sum-exp over key blocks, so the scores held at once stay within `byte_budget`
+    whatever the sizes. Computes in float32 (float64 inputs in float64). No keys: out 0, lse -inf.
     """
     rows, q_tokens, channels = q.shape
-    d = channels // heads
-    scale = d ** -0.5
-    qh = q.reshape(rows, q_tokens, heads, d).transpose(1, 2)
-    kh = k.reshape(k.shape[0], k.shape[1], heads, d).transpose(1, 2)
-    vh = v.reshape(v.shape[0], v.shape[1], heads, d).transpose(1, 2)
-    outs, lses = [], []
-    for start in range(0, q_tokens, query_chunk):
-        scores = torch.matmul(qh[:, :, start:start + query_chunk].float() * scale, kh.float().transpose(-1, -2))
-        lse = torch.logsumexp(scores, dim=-1)
-        probs = torch.exp(scores - lse.unsqueeze(-1))
-        outs.append(torch.matmul(probs, vh.float()))
-        lses.append(lse)
-    out = torch.cat(outs, dim=2).transpose(1, 2).reshape(rows, q_tokens, channels).to(q.dtype)
-    return out, torch.cat(lses, dim=2)
+    k_tokens = k.shape[1]
+    compute = torch.promote_types(q.dtype, torch.float32)
+    scale = (channels // heads) ** -0.5
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    out = torch.zeros(rows, q_tokens, heads, channels // heads, dtype=compute, device=q.device)
+    lse = torch.full((rows, heads, q_tokens), float("-inf"), dtype=compute, device=q.device)
+    blocks = plan_attention_blocks(rows, heads, q_tokens, k_tokens, byte_budget, torch.finfo(compute).bits // 8)
+    shared_keys = k.shape[0] == 1
+    for r0 in range(0, rows, blocks.rows):
+        r1 = min(rows, r0 + blocks.rows)
+        k_rows = slice(0, 1) if shared_keys else slice(r0, r1)
+        for q0 in range(0, q_tokens, blocks.queries):
+            q1 = min(q_tokens, q0 + blocks.queries)
+            q_block = qh[r0:r1, :, q0:q1].to(compute) * scale
+            running_max = total = acc = None
+            for k0 in range(0, k_tokens, blocks.keys):
+                k1 = min(k_tokens, k0 + blocks.keys)
+                scores = torch.matmul(q_block, kh[k_rows, :, k0:k1].to(compute).transpose(-1, -2))
+                block_max = scores.amax(dim=-1)
+                new_max = block_max if running_max is None else torch.maximum(running_max, block_max)
+                probs = scores.sub_(new_max.unsqueeze(-1)).exp_()  # in place: one score-sized tensor per block
+                block_sum = probs.sum(dim=-1)
+                block_out = torch.matmul(probs, vh[k_rows, :, k0:k1].to(compute))
+                del scores, probs
+                if running_max is None:
+                    total, acc = block_sum, block_out
+                else:
+                    correction = torch.exp(running_max - new_max)
+                    total = total * correction + block_sum
+                    acc = acc * correction.unsqueeze(-1) + block_out
+                running_max = new_max
+            if acc is not None:
+                out[r0:r1, q0:q1] = (acc / total.unsqueeze(-1)).transpose(1, 2)
+                lse[r0:r1, :, q0:q1] = running_max + torch.log(total)
+    return out.reshape(rows, q_tokens, channels).to(q.dtype), lse
+
+
+def fused_attention_with_lse(q, k, v, heads: int):
+    """(out, lse) from one of torch's fused attention kernels that return the log-sum-exp, or None.
+
+    CPU: aten._scaled_dot_product_flash_attention_for_cpu; CUDA: aten._scaled_dot_product_efficient_attention
+    (its lse may be padded to a multiple of 32 queries; the padding is cut off). Both work in
+    tiles, so their memory is bounded by the output. None when no kernel applies (another
+    device, empty inputs, or the kernel refuses the shapes or dtype), so the caller falls back.
+    """
+    rows, q_tokens, channels = q.shape
+    if rows == 0 or q_tokens == 0 or k.shape[1] == 0 or channels == 0:
+        return None  # the CPU kernel crashes the process on empty sequences
+    qh, kh, vh = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
+    if kh.shape[0] != rows:  # the CPU kernel reads past the end of a batch-1 key set instead of broadcasting it
+        kh, vh = kh.expand(rows, -1, -1, -1), vh.expand(rows, -1, -1, -1)
+    aten = torch.ops.aten
+    try:
+        if q.device.type == "cpu":
+            out, lse = aten._scaled_dot_product_flash_attention_for_cpu(qh, kh, vh)[:2]
+        elif q.device.type == "cuda":
+            out, lse = aten._scaled_dot_product_efficient_attention(qh, kh, vh, None, True)[:2]
+            lse = lse[..., :q_tokens]
+        else:
+            return None
+    except (RuntimeError, NotImplementedError, AttributeError):
+        return None
+    if out.shape != qh.shape or lse.shape != (rows, heads, q_tokens):
+        return None
+    return out.transpose(1, 2).reshape(rows, q_tokens, channels).to(q.dtype), lse
+
+
+def attention_with_lse(q, k, v, heads: int, byte_budget: int = LSE_BLOCK_BYTES, use_fused_kernel: bool = True):
+    """Softmax attention and the log-sum-exp of its scaled scores, in memory bounded by `byte_budget`.
+
+    q: [rows, Lq, heads*d], k/v: [rows or 1, Lk, heads*d] -> (out [rows, Lq, heads*d], lse [rows, heads, Lq]).
+    Uses torch's fused kernel for the device where there is one (fused_attention_with_lse), else
+    the chunked plain-torch computation (chunked_attention_with_lse).
+    """
+    if use_fused_kernel:
+        fused = fused_attention_with_lse(q, k, v, heads)
+        if fused is not None:
+            return fused
+    return chunked_attention_with_lse(q, k, v, heads, byte_budget)

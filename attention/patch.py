@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ..errors import plural
 from .branches import positive_chunks
 from .interpolation import DEFAULT_MODE, attention_with_lse, interpolate
 from .layout import FrameLayout
@@ -124,9 +125,9 @@ class InterpolationPatch:
         frames = q.shape[0] // len(positive)
         if frames != settings.frame_layout().frames:
             raise FrameCountError(
-                f"{settings.node_name}: input 'schedule': the sampled latent batch has {frames} frames but the "
-                f"schedule has {settings.frame_layout().frames}. Fix: make the latent with AID Latent from the "
-                f"same schedule (or set the schedule's frames to the batch size).")
+                f"{settings.node_name}: input 'schedule': the sampled latent batch has {plural(frames, 'frame')} "
+                f"but the schedule has {settings.frame_layout().frames}. Fix: make the latent with AID Latent from "
+                f"the same schedule (or set the schedule's frames to the batch size).")
         active = settings.is_active(extra_options) and any(positive) and settings.frame_layout().has_interior()
         if not active:
             out = self._plain(q, k, v, extra_options)

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from aid_harness.unet_rows import counting_model
 
     nodes, model, clip, vae, encode = boot_with_sd15("tiny")
-    from aid_pack.samplers.metrics import PixelDistance
+    from aid_pack.scoring.metrics import PixelDistance
     from aid_pack.samplers.sequence import SequenceRequest
     from aid_pack.samplers.smooth import auto_beta, dynamic_selection
     from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step

@@ -11,3 +11,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {}
 for _module in _MODULES:
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+
+# Every node checks its sockets and FLOAT widgets before running (see input_guard.py).
+from .input_guard import guard_node_inputs  # noqa: E402
+
+for _name, _node_class in NODE_CLASS_MAPPINGS.items():
+    guard_node_inputs(_node_class, NODE_DISPLAY_NAME_MAPPINGS.get(_name, _name))

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 from PIL import Image
 
-from ..errors import AIDInputError
-from ..samplers.metrics import METRICS, lpips_unavailable_reason, make_frame_distance, measure_sequence
+from ..errors import AIDInputError, plural
+from ..scoring.metrics import METRICS, lpips_unavailable_reason, make_frame_distance, measure_sequence
 from ..video import write_text
 from .plotting import line_plot
 from .ui import pil_to_image_tensor, save_preview
@@ -71,8 +71,8 @@ class AIDSequenceReport:
         if schedule is not None:
             coefficients = tuple(schedule.coefficients)
             if len(coefficients) != frames.shape[0]:
-                raise AIDInputError(NODE_NAME, "schedule", f"the schedule has {len(coefficients)} frames but "
-                                    f"{frames.shape[0]} frames are connected.",
+                raise AIDInputError(NODE_NAME, "schedule", f"the schedule has {plural(len(coefficients), 'frame')} but "
+                                    f"{plural(frames.shape[0], 'frame')} are connected.",
                                     "connect the schedule that made these frames, or disconnect it.")
         if metric == "clip-vision" and clip_vision is None:
             raise AIDInputError(NODE_NAME, "clip_vision", "the clip-vision metric needs a CLIP vision model.",
@@ -83,8 +83,8 @@ class AIDSequenceReport:
                                 "choose 'auto' or 'pixel', or make the files above available.")
         if distances is not None:
             if distances.frames != frames.shape[0]:
-                raise AIDInputError(NODE_NAME, "distances", f"the distances are for {distances.frames} frames but "
-                                    f"{frames.shape[0]} frames are connected.",
+                raise AIDInputError(NODE_NAME, "distances", f"the distances are for {plural(distances.frames, 'frame')} but "
+                                    f"{plural(frames.shape[0], 'frame')} are connected.",
                                     "connect the distances and frames of the same node, or disconnect distances.")
             measured = distances if coefficients is None else replace(distances, coefficients=coefficients)
         else:
@@ -98,7 +98,7 @@ class AIDSequenceReport:
         write_text(path, json.dumps(record, indent=2) + "\n")
 
         step = measured.largest_step
-        summary = (f"{measured.metric} distance, {measured.frames} frames: smoothness {measured.smoothness:.4f}, "
+        summary = (f"{measured.metric} distance, {plural(measured.frames, 'frame')}: smoothness {measured.smoothness:.4f}, "
                    f"consistency {measured.consistency:.4g}, largest step {step} -> {step + 1} "
                    f"({measured.distances[step]:.4g}). Report: {'/'.join(p for p in (subfolder, filename) if p)}")
         ui = {"images": save_preview([plot], "aid_report"), "text": [summary]}

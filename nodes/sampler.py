@@ -6,7 +6,7 @@ import torch
 from ..samplers.conditioning import BLENDS
 from ..samplers.noise import sequence_noise
 from ..samplers.sequence import SequenceRequest, sample_sequence
-from .apply import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
+from .widgets import fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
@@ -49,19 +49,28 @@ class AIDSampler:
 
         return {
             "required": {
-                "model": ("MODEL", {}),
+                "model": ("MODEL", {"tooltip": "The checkpoint's model (SD1.x, SD2.x or SDXL family); it is not "
+                                               "changed, the node samples a patched copy."}),
                 "positive_a": ("CONDITIONING", {"tooltip": "Prompt of endpoint A (frame 0)."}),
                 "positive_b": ("CONDITIONING", {"tooltip": "Prompt of endpoint B (the last frame)."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt, shared by every frame."}),
                 "schedule": ("AID_SCHEDULE", {"tooltip": "Coefficients from AID Schedule; sets the frame count."}),
-                "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8}),
-                "height": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8}),
+                "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                                  "tooltip": "Width of every frame in pixels (a multiple of 8)."}),
+                "height": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                                   "tooltip": "Height of every frame in pixels (a multiple of 8)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                                  "tooltip": "Seed of the noise every frame starts from (and of endpoint A)."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 10000}),
-                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-                "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {}),
-                "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 10000,
+                                  "tooltip": "Denoising steps, as in KSampler; the whole sequence takes them together."}),
+                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                                  "tooltip": "Classifier-free guidance scale, as in KSampler: higher follows the "
+                                             "prompts more closely, too high burns the image."}),
+                "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {
+                    "tooltip": "Sampling algorithm, as in KSampler. Ancestral and SDE samplers work too: every "
+                               "frame gets the same step noise."}),
+                "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {
+                    "tooltip": "Noise schedule over the steps, as in KSampler."}),
                 **interpolation_inputs(),
                 "max_frames_per_batch": ("INT", {"default": 0, "min": 0, "max": 4096,
                                                  "tooltip": "0: all frames in one batch. Otherwise the sequence runs "

@@ -1,12 +1,13 @@
 """AID Schedule: the interpolation coefficients of a sequence (AID_SCHEDULE)."""
 from __future__ import annotations
 
-from ..errors import AIDInputError
+from ..errors import AIDInputError, plural
 from ..samplers.schedule import CURVES, make_schedule
 from .plotting import line_plot
 from .ui import save_preview
 
 NODE_NAME = "AID Schedule"
+MAX_FRAMES = 1024  # the frames widget's max; a custom list may not go past it either
 
 
 class AIDSchedule:
@@ -46,7 +47,7 @@ class AIDSchedule:
         if curve not in CURVES:
             raise AIDInputError(NODE_NAME, "curve", f"unknown curve '{curve}'.", f"choose one of {', '.join(CURVES)}.")
         if curve != "custom" and frames < 3:
-            raise AIDInputError(NODE_NAME, "frames", f"{frames} frames is too few.",
+            raise AIDInputError(NODE_NAME, "frames", f"{frames} is too few frames.",
                                 "use at least 3 (two endpoints and one frame between them).")
         try:
             schedule = make_schedule(frames, curve, alpha, beta, custom)
@@ -55,6 +56,11 @@ class AIDSchedule:
             fix = ("write numbers from 0 to 1 in increasing order, e.g. '0, 0.3, 0.7, 1'." if curve == "custom"
                    else "use gentler alpha and beta (closer to 1) or fewer frames.")
             raise AIDInputError(NODE_NAME, input_name, str(error), fix) from None
+        if schedule.frames > MAX_FRAMES:
+            raise AIDInputError(NODE_NAME, "custom", f"the list has {schedule.frames} coefficients, so "
+                                f"{schedule.frames} frames, more than the {MAX_FRAMES} a sequence may have.",
+                                f"use at most {MAX_FRAMES} values (long sequences: several schedules, or fewer "
+                                "frames and video interpolation).")
         plot = line_plot([("t_f", list(range(schedule.frames)), list(schedule.coefficients))],
                          title=f"AID schedule: {schedule.describe()}", x_label="frame f",
                          y_label="t_f", size=(384, 240), y_range=(0.0, 1.0))

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import AIDInputError
-from ..samplers.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
+from ..errors import AIDInputError, plural
+from ..scoring.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
 from ..samplers.noise import sequence_noise
 from ..samplers.schedule import InterpolationSchedule
 from ..samplers.sequence import SequenceRequest
 from ..samplers.smooth import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
 from ..samplers.smooth_sampling import DiffusionFrames
-from .apply import interpolation_options
+from .widgets import interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .report import sequence_plot
@@ -146,8 +146,8 @@ class AIDSmoothSampler:
         bar.finish()
 
         measured = SequenceDistances(result.distances, distance.name, result.coefficients)
-        summary = (f"{result.describe()}; {sum(source.batch_frames)} frames sampled in {len(source.batch_frames)} "
-                   f"batches; {distance.name} distance; coefficients "
+        summary = (f"{result.describe()}; {plural(sum(source.batch_frames), 'frame')} sampled in "
+                   f"{plural(len(source.batch_frames), 'batch', 'batches')}; {distance.name} distance; coefficients "
                    + ", ".join(f"{t:.4f}" for t in result.coefficients))
         ui = {"images": save_preview([sequence_plot(measured)], "aid_smooth"), "text": [summary]}
         latent = {"samples": source.frame_latents(result.coefficients)}

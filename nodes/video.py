@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ..errors import AIDInputError
+from ..errors import AIDInputError, plural
 from ..video import (FORMATS, GIF_MAX_FPS, LOOP_MODES, MAX_CRF, ODD_SIZE_MODES, encode, even_size, fps_fraction,
                      frame_order, to_rgb8)
 
@@ -15,7 +15,11 @@ except ImportError:  # an older host or no host: the node still saves files and 
     InputImpl = Types = None
 
 NODE_NAME = "AID Frames to Video"
+MAX_NAME_BYTES = 200  # of one path part in filename_prefix: 255 (ext4, NTFS, APFS) less "_00001_.webm" and room
 HAS_VIDEO = InputImpl is not None
+# One crf widget serves mp4 and webm, so it offers only what both accept (webm's 52-63, its lowest
+# qualities, are left out rather than offering values that mp4 refuses).
+CRF_WIDGET_MAX = min(MAX_CRF.values())
 
 
 def output_file(node: str, prefix: str, extension: str, width: int = 0, height: int = 0) -> tuple[str, str, str]:
@@ -28,6 +32,14 @@ def output_file(node: str, prefix: str, extension: str, width: int = 0, height: 
 
     if not prefix or not prefix.strip():
         raise AIDInputError(node, "filename_prefix", "it is empty.", "type a name such as 'AID/interpolation'.")
+    if "\x00" in prefix:
+        raise AIDInputError(node, "filename_prefix", "it contains a NUL character, which no file name can hold.",
+                            "remove it (type a name such as 'AID/interpolation').")
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in prefix.replace("\\", "/").split("/"))
+    if longest > MAX_NAME_BYTES:
+        raise AIDInputError(node, "filename_prefix", f"one folder or file name in it is {longest} bytes long; file "
+                            f"systems allow {MAX_NAME_BYTES} with the counter and extension this node adds.",
+                            "use shorter names ('/' separates sub-folders).")
     output_dir = folder_paths.get_output_directory()
     try:
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)
@@ -61,7 +73,7 @@ def check_image_batch(node: str, input_name: str, images, minimum: int = 1) -> N
         raise AIDInputError(node, input_name, f"expected an IMAGE batch [frames, height, width, 3], got {shape}.",
                             "connect an IMAGE output, e.g. VAE Decode after the AID sampler.")
     if images.shape[0] < minimum:
-        raise AIDInputError(node, input_name, f"the batch has {images.shape[0]} frames, fewer than {minimum}.",
+        raise AIDInputError(node, input_name, f"the batch has {plural(images.shape[0], 'frame')}, fewer than {minimum}.",
                             "connect the whole sequence (endpoints included).")
 
 
@@ -127,9 +139,9 @@ class AIDFramesToVideo:
                                                     "tooltip": "mp4/webm (and VIDEO) need an even width and "
                                                                "height: pad repeats the edge row/column, crop "
                                                                "drops it. The node says what it did."}),
-                "crf": ("INT", {"default": 19, "min": 0, "max": 63,
-                                "tooltip": "mp4/webm quality, lower is better and bigger: mp4 0-51 (18-23 "
-                                           "typical), webm 0-63 (15-35 typical)."}),
+                "crf": ("INT", {"default": 19, "min": 0, "max": CRF_WIDGET_MAX,
+                                "tooltip": "mp4/webm quality, lower is better and bigger: 0-51 (mp4 18-23 typical, "
+                                           "webm 15-35 typical). gif and webp ignore it."}),
                 "webp_quality": ("INT", {"default": 90, "min": 0, "max": 100,
                                          "tooltip": "webp quality 0-100; 100 saves lossless."}),
             },
@@ -172,7 +184,7 @@ class AIDFramesToVideo:
                metadata=workflow_metadata(prompt, extra_pnginfo), progress=_progress())
 
         rate = fps_fraction(fps)
-        summary = (f"{int(images.shape[0])} frames -> {len(order)} ({loop}"
+        summary = (f"{plural(int(images.shape[0]), 'frame')} -> {len(order)} ({loop}"
                    f"{f', hold {hold_first}+{hold_last}' if hold_first or hold_last else ''}"
                    f"{', reversed' if reverse else ''}) at {rate} fps = {float(len(order) / rate):.2f} s, "
                    f"{video_format.label} {width}x{height}: {os.path.join(subfolder, filename)}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import AIDInputError, plural
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dim=None) -> torch.Tensor:
     """Spherical interpolation between a and b; along `dim`, or over the whole tensor if None.
@@ -64,7 +66,7 @@ def layout_noise(latent: torch.Tensor, layout, key_seeds) -> torch.Tensor:
     """
     frames = latent.shape[0]
     if frames != layout.frames:
-        raise ValueError(f"the latent has {frames} frames but the schedule has {layout.frames}.")
+        raise ValueError(f"the latent has {plural(frames, 'frame')} but the schedule has {layout.frames}.")
     row = torch.zeros_like(latent[:1])
     noises = {seed: endpoint_noise(row, seed) for seed in set(key_seeds)}
     if len(noises) == 1:
@@ -90,10 +92,8 @@ class SequenceNoise:
         """Noise shaped like input_latent['samples'] (which must have one row per frame)."""
         samples = input_latent["samples"]
         if samples.shape[0] != len(self.coefficients):
-            from ..errors import AIDInputError
-
             raise AIDInputError(self.node_name, "schedule",
-                                f"the latent has {samples.shape[0]} frames but the noise was made for "
+                                f"the latent has {plural(samples.shape[0], 'frame')} but the noise was made for "
                                 f"{len(self.coefficients)}.",
                                 "use the LATENT and the NOISE of the same AID Latent node.")
         return sequence_noise(samples, self.coefficients, self.seed, self.seed_b)

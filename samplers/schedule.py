@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..errors import plural
+
 CURVES = ("linear", "beta", "custom")
 
 
@@ -30,7 +32,7 @@ class InterpolationSchedule:
     def describe(self) -> str:
         """One line for logs and previews, e.g. 'beta(6, 3), 7 frames'."""
         name = f"beta({self.alpha:g}, {self.beta:g})" if self.curve == "beta" else self.curve
-        return f"{name}, {self.frames} frames"
+        return f"{name}, {plural(self.frames, 'frame')}"
 
 
 def check_coefficients(coefficients) -> None:

@@ -24,7 +24,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .metrics import FrameDistance, smoothness
+from ..errors import plural
+from ..scoring.metrics import FrameDistance, smoothness
 from .schedule import beta_coefficients
 
 METHODS = ("dynamic selection", "auto beta")
@@ -272,11 +273,11 @@ class SmoothResult:
     def describe(self) -> str:
         """One line for the UI, e.g. 'dynamic selection: 7 of 16 explored frames in 5 rounds, smoothness 0.962'."""
         if self.method == "auto beta":
-            how = f"beta({self.alpha:.3g}, {self.beta:.3g}) after {len(self.trials)} trials"
+            how = f"beta({self.alpha:.3g}, {self.beta:.3g}) after {plural(len(self.trials), 'trial')}"
         else:
             how = f"{len(self.coefficients)} of {len(self.explored)} explored frames (fit beta({self.alpha:.3g}, " \
                   f"{self.beta:.3g}))"
-        return f"{self.method}: {how}, {self.rounds} rounds, smoothness {self.smoothness:.4f}"
+        return f"{self.method}: {how}, {plural(self.rounds, 'round')}, smoothness {self.smoothness:.4f}"
 
 
 def _result(method, explorer: FrameExplorer, coefficients, distances, alpha, beta, trials=()) -> SmoothResult:
@@ -365,7 +366,7 @@ def dynamic_selection(generate: Generate, distance: FrameDistance, frames: int, 
         alpha, beta = _fit_explored(explorer)
     explored = explorer.coefficients
     if len(explored) < frames:
-        raise ValueError(f"only {len(explored)} frames could be explored, fewer than the {frames} to keep.")
+        raise ValueError(f"only {plural(len(explored), 'frame')} could be explored, fewer than the {frames} to keep.")
     path = smoothest_path(explorer.matrix(explored), frames)
     kept = [explored[i] for i in path]
     return _result("dynamic selection", explorer, kept, explorer.distances(kept), alpha, beta)

@@ -20,9 +20,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aid_harness import host as host_module  # noqa: E402
 
 _STATE = {}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _RepositoryRootAsPlainFolder:
+    """Collect the repository root as a plain folder, not as a test package.
+
+    The root is the pack itself (__init__.py with relative imports). As a package, pytest imports
+    that __init__.py under the name of the folder the repository is cloned into, which fails for
+    names that are no Python identifier, such as aid-attention-interpolation: every test then
+    errors before it runs. Registered as a plugin (not a conftest hook), so it applies to the root.
+    """
+
+    @staticmethod
+    def pytest_collect_directory(path, parent):
+        if Path(path).resolve() == REPO_ROOT:
+            return pytest.Dir.from_parent(parent, path=Path(path))
+        return None
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(_RepositoryRootAsPlainFolder(), "aid-repository-root")
     root, how = host_module.find_comfyui()
     host_module.provision_pinned_comfyui(root) if how.startswith("pinned") else None
     base = Path(tempfile.mkdtemp(prefix="aid-comfy-base-"))

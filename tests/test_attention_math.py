@@ -78,10 +78,10 @@ def test_log_sum_exp_fusion_matches_direct_formula(mode, tensors):
 
 def test_attention_with_lse_returns_log_sum_exp_of_scaled_scores(tensors):
     q, k, v = tensors[:3]
-    out, lse = attention_with_lse(q, k, v, HEADS, query_chunk=2)
+    out, lse = attention_with_lse(q, k, v, HEADS, byte_budget=2 * 4 * HEADS * 8, use_fused_kernel=False)
     assert torch.allclose(out, sdpa(q, k, v), atol=1e-6)
     scores = per_head(q[1], 1) @ per_head(k[1], 1).T / DIM ** 0.5
-    assert torch.allclose(lse[1, 1], torch.logsumexp(scores.float(), dim=-1), atol=1e-5)
+    assert torch.allclose(lse[1, 1], torch.logsumexp(scores, dim=-1), atol=1e-12)
 
 
 def test_merge_of_partial_results_equals_attention_over_joined_keys(tensors):
@@ -107,3 +107,126 @@ def test_endpoint_keys_joined_with_themselves_leave_attention_unchanged(tensors)
 def test_unknown_mode_is_refused(tensors):
     with pytest.raises(ValueError, match="unknown interpolation mode"):
         interpolate("sideways", *tensors, attention=sdpa)
+
+
+# ---------------------------------------------------------------- the log-sum-exp attention itself
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from aid_pack.attention.interpolation import (chunked_attention_with_lse, fused_attention_with_lse,  # noqa: E402
+                                              plan_attention_blocks)
+
+PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
+
+
+def reference_attention_with_lse(q, k, v, heads):
+    """softmax(Q K^T / sqrt(d)) V and logsumexp of the scaled scores, all at once in float64."""
+    def split(x):
+        return x.double().reshape(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+    qh, kh, vh = split(q), split(k), split(v)
+    scores = qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5
+    out = torch.softmax(scores, dim=-1) @ vh
+    return out.transpose(1, 2).reshape(q.shape), torch.logsumexp(scores, dim=-1)
+
+
+@pytest.mark.parametrize("budget", [1, 64, 4096, 10 ** 9])
+@pytest.mark.parametrize("shared_keys", [False, True])
+def test_chunked_attention_is_exact_for_every_block_size(budget, shared_keys):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(3, 9, HEADS * DIM, generator=g, dtype=torch.float64)
+    k = 3 * torch.randn(1 if shared_keys else 3, 11, HEADS * DIM, generator=g, dtype=torch.float64)
+    v = torch.randn(k.shape, generator=g, dtype=torch.float64)
+    out, lse = chunked_attention_with_lse(q, k, v, HEADS, byte_budget=budget)
+    want_out, want_lse = reference_attention_with_lse(q, k, v, HEADS)
+    assert out.dtype == torch.float64 and torch.allclose(out, want_out, atol=1e-12)
+    assert lse.shape == (3, HEADS, 9) and torch.allclose(lse, want_lse, atol=1e-12)
+
+
+def test_fused_kernel_matches_the_chunked_computation_and_keeps_the_input_dtype(tensors):
+    q, k, v = (x.float() for x in tensors[:3])
+    fused = fused_attention_with_lse(q, k, v, HEADS)
+    assert fused is not None, "torch's CPU flash kernel returns the log-sum-exp on this torch"
+    chunked = chunked_attention_with_lse(q, k, v, HEADS)
+    assert fused[0].dtype == torch.float32 and torch.allclose(fused[0], chunked[0], atol=1e-6)
+    assert torch.allclose(fused[1], chunked[1], atol=1e-5)
+
+
+def test_fused_kernel_broadcasts_a_shared_key_set_correctly(tensors):
+    """The CPU kernel reads garbage for a batch-1 key set unless it is expanded first."""
+    q, _, _, k_a, v_a = (x.float() for x in tensors[:5])
+    out, lse = fused_attention_with_lse(q, k_a, v_a, HEADS)
+    want_out, want_lse = reference_attention_with_lse(q, k_a, v_a, HEADS)
+    assert torch.allclose(out.double(), want_out, atol=1e-5) and torch.allclose(lse.double(), want_lse, atol=1e-5)
+
+
+def test_empty_key_set_merges_as_nothing_and_empty_queries_do_not_reach_the_kernel(tensors):
+    q, k, v = tensors[:3]
+    assert fused_attention_with_lse(q[:, :0], k, v, HEADS) is None  # the CPU kernel kills the process here
+    out, lse = attention_with_lse(q[:, :0], k, v, HEADS)
+    assert out.shape == (3, 0, HEADS * DIM) and lse.shape == (3, HEADS, 0)
+    out_empty, lse_empty = attention_with_lse(q, k[:, :0], v[:, :0], HEADS)
+    assert torch.isneginf(lse_empty).all()
+    out_own, lse_own = attention_with_lse(q, k, v, HEADS)
+    merged = merge_partial_attention(out_own, lse_own, out_empty, lse_empty, HEADS)
+    assert torch.allclose(merged, out_own, atol=1e-12)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any torch operation allocates while active (views of inputs excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+        for item in result if isinstance(result, (tuple, list)) else (result,):
+            if isinstance(item, torch.Tensor) and item.untyped_storage().data_ptr() not in inputs:
+                self.largest = max(self.largest, item.untyped_storage().nbytes())
+        return result
+
+
+def test_chunked_attention_never_holds_more_than_its_budget_in_scores():
+    """Issue 10: the previous code held [rows, heads, 1024, Lk] scores (here 3 x 2 x 64 x 256 floats = 384 KiB)."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(3, 64, HEADS * DIM, generator=g)
+    k, v = torch.randn(3, 256, HEADS * DIM, generator=g), torch.randn(3, 256, HEADS * DIM, generator=g)
+    output_bytes = q.numel() * 4
+    budget = 8 * 1024
+    with LargestTensor() as probe:
+        out, _ = chunked_attention_with_lse(q, k, v, HEADS, byte_budget=budget)
+    assert probe.largest <= max(budget, output_bytes), probe.largest
+    assert torch.allclose(out.double(), reference_attention_with_lse(q, k, v, HEADS)[0], atol=1e-5)
+
+
+@PROPERTY_SETTINGS
+@given(rows=st.integers(1, 64), heads=st.integers(1, 32), q_tokens=st.integers(1, 10 ** 5),
+       k_tokens=st.integers(1, 10 ** 5), budget=st.integers(1, 2 ** 32))
+def test_planned_blocks_fit_the_budget_and_the_problem(rows, heads, q_tokens, k_tokens, budget):
+    blocks = plan_attention_blocks(rows, heads, q_tokens, k_tokens, budget)
+    assert 1 <= blocks.rows <= rows and 1 <= blocks.queries <= q_tokens and 1 <= blocks.keys <= k_tokens
+    assert blocks.rows * heads * blocks.queries * blocks.keys * 4 <= max(budget, heads * 4)
+    if rows * heads * q_tokens * k_tokens * 4 <= budget and q_tokens <= 1024:  # everything fits: one block
+        assert (blocks.rows, blocks.queries, blocks.keys) == (rows, q_tokens, k_tokens)
+
+
+@PROPERTY_SETTINGS
+@given(rows=st.integers(1, 4), heads=st.integers(1, 3), dim=st.integers(1, 5), q_tokens=st.integers(1, 20),
+       k_tokens=st.integers(1, 20), shared=st.booleans(), budget=st.integers(1, 5000), scale=st.floats(0.1, 20.0),
+       seed=st.integers(0, 2 ** 16))
+def test_chunked_and_fused_attention_equal_softmax_attention(rows, heads, dim, q_tokens, k_tokens, shared, budget,
+                                                             scale, seed):
+    g = torch.Generator().manual_seed(seed)
+    c = heads * dim
+    q = scale * torch.randn(rows, q_tokens, c, generator=g, dtype=torch.float64)
+    k = torch.randn(1 if shared else rows, k_tokens, c, generator=g, dtype=torch.float64)
+    v = torch.randn(k.shape, generator=g, dtype=torch.float64)
+    want_out, want_lse = reference_attention_with_lse(q, k, v, heads)
+    out, lse = chunked_attention_with_lse(q, k, v, heads, byte_budget=budget)
+    assert torch.allclose(out, want_out, atol=1e-10) and torch.allclose(lse, want_lse, atol=1e-10)
+    fused = fused_attention_with_lse(q.float(), k.float(), v.float(), heads)
+    if fused is not None:
+        assert torch.allclose(fused[0].double(), want_out, atol=1e-4)
+        assert torch.allclose(fused[1].double(), want_lse, rtol=1e-5, atol=1e-4)

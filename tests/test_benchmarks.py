@@ -11,10 +11,14 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.slow
 def test_cost_benchmark_runs_on_the_tiny_model():
     done = subprocess.run([sys.executable, str(BENCHMARKS / "aid_cost.py"), "--model", "tiny", "--sizes", "64",
-                           "--repeats", "1"], capture_output=True, text=True, timeout=900)
+                           "--repeats", "1", "--layer-tokens", "256"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.strip().startswith("64 ")]
-    assert [row[1] for row in rows] == ["plain", "aid-concat", "aid-lse"] and rows[0][3] == "1.000"
+    assert [row[1] for row in rows] == ["plain", "aid-concat", "aid-lse"] and rows[0][4] == "1.000"
+    layer = {line.split()[0]: line.split() for line in done.stdout.splitlines()
+             if line.startswith(("concat", "lse-"))}
+    assert sorted(layer) == ["concat", "lse-chunked", "lse-fused", "lse-previous"] and layer["concat"][2] == "1.000"
+    assert all(float(row[-1]) < 1e-4 for row in layer.values())  # every way computes the same attention
 
 
 @pytest.mark.slow

@@ -25,7 +25,10 @@ def test_quick_test_for_ci_loads_the_pack_without_import_failure(comfy, tmp_path
                           timeout=300)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
-    pack_lines = [line for line in log.splitlines() if host.PACK_FOLDER_NAME in line]
+    # Lines about the pack name its custom_nodes path; the clone's own folder may carry the same name
+    # (ComfyUI's core lines about comfy_extras in .cache/ComfyUI must not count as the pack's).
+    pack_path = str(tmp_path / "custom_nodes" / host.PACK_FOLDER_NAME)
+    pack_lines = [line for line in log.splitlines() if pack_path in line]
     assert pack_lines, "the start-up log does not mention the pack"
     assert not [line for line in pack_lines if "IMPORT FAILED" in line or "Cannot import" in line], log[-3000:]
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from aid_pack.samplers import metrics
-from aid_pack.samplers.metrics import (ClipVisionDistance, FrameDistance, PixelDistance, SequenceDistances,
+from aid_pack.scoring import metrics
+from aid_pack.scoring.metrics import (ClipVisionDistance, FrameDistance, PixelDistance, SequenceDistances,
                                        consistency, gini, make_frame_distance, measure_sequence,
                                        neighbour_distances, pairwise_distances, smoothness)
 

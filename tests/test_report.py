@@ -11,7 +11,7 @@ import torch
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes import report as report_module
 from aid_pack.nodes.report import AIDSequenceReport
-from aid_pack.samplers.metrics import SequenceDistances
+from aid_pack.scoring.metrics import SequenceDistances
 from aid_pack.samplers.schedule import make_schedule
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.stats import beta as beta_distribution
 
-from aid_pack.samplers.metrics import PixelDistance, smoothness
+from aid_pack.scoring.metrics import PixelDistance, smoothness
 from aid_pack.samplers.schedule import beta_coefficients, linear_coefficients
 from aid_pack.samplers.smooth import (FrameExplorer, auto_beta, cumulative_progress, dynamic_selection, fit_beta,
                                       lean_toward, path_spread, planned_rounds, refit_trial, smoothest_path,

@@ -10,7 +10,7 @@ from aid_harness.unet_rows import counting_model
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.sampler import AIDSampler
 from aid_pack.nodes.smooth import AIDSmoothSampler
-from aid_pack.samplers.metrics import PixelDistance, measure_sequence
+from aid_pack.scoring.metrics import PixelDistance, measure_sequence
 from aid_pack.samplers.sequence import SequenceRequest
 from aid_pack.samplers.smooth import dynamic_selection, planned_rounds
 from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step

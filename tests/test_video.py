@@ -297,9 +297,12 @@ def test_bad_input_errors_name_node_input_and_fix(comfy_base, overrides, input_n
     assert str(error.value).startswith(f"AID Frames to Video: input '{input_name}'") and "Fix:" in str(error.value)
 
 
-def test_webm_accepts_crf_up_to_63(comfy_base):
-    _, path = save(format="webm (vp9)", crf=63)
-    assert len(decode_video(path)[0]) == 5
+@pytest.mark.parametrize("format", [label for label, f in FORMATS.items() if f.extension in ("mp4", "webm")])
+def test_every_crf_the_widget_offers_is_accepted_by_each_crf_format(comfy_base, format):
+    crf = AIDFramesToVideo.INPUT_TYPES()["required"]["crf"][1]
+    for value in (crf["min"], crf["default"], crf["max"]):
+        _, path = save(format=format, crf=value)
+        assert len(decode_video(path)[0]) == 5, (format, value)
 
 
 @pytest.mark.skipif(not HAS_VIDEO, reason="this ComfyUI has no VIDEO type")

@@ -1,17 +1,25 @@
-"""The example workflows shipped in workflows/, described in code.
+"""The example workflows shipped in example_workflows/, described in code, and the models they name.
 
-`python tests/aid_harness/example_workflows.py` (inside the test host) rewrites the JSON files;
-tests/test_workflows.py checks the files match these descriptions and runs each one headless.
+Each builder makes one UI-format workflow; WORKFLOWS registers it under its file name. build_workflow
+adds what every shipped workflow carries (a note naming its models and where to get them, and the
+download links the editor offers for missing files), derived from MODEL_FILES: register a workflow
+and describe any new model file there, then run `make templates` (tests/aid_harness/templates.py)
+to write the JSON file and its thumbnail. tests/test_workflows.py checks the files match these
+descriptions, runs each one headless and lists them through ComfyUI's template route.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .workflow_builder import UIWorkflow
 
-WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
-DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "example_workflows"
+# The SD1.5 file ComfyUI's own templates link to, so many users already have it.
+DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 
 
 def _checkpoint_and_prompts(flow: UIWorkflow, prompt_a: str, prompt_b: str, negative: str):
@@ -234,47 +242,208 @@ WORKFLOWS = {
 }
 
 
-def prepare_test_inputs(name: str, base: Path) -> dict[str, str]:
-    """What a workflow needs to run in the test host at `base`: shipped file name -> test stand-in.
+# ---------------------------------------------------------------------------------------------
+# The model files the shipped workflows name: where they go, where to get them, their stand-ins
+# ---------------------------------------------------------------------------------------------
 
-    IP-Adapter workflows get random-weight stand-ins linked into models/ (an adapter with the tiny
-    SD1.5's layer count, the random ViT-H) and two small images written to input/ under the shipped names.
+
+def _tiny_sd15_ipadapter(variant: str):
+    """An IP-Adapter file with the tiny random SD1.5's layer count (the real one has 16 layers)."""
+    from . import models
+
+    layers = [layer["inner_dim"] for layer in models.unet_cross_attention_layers(models.SD15_UNET_TINY)]
+    return models.ensure_ipadapter(variant, layers=layers)
+
+
+def _random_sd15():
+    from . import models
+
+    return models.ensure_sd15_checkpoint("tiny")
+
+
+def _random_clip_vision():
+    from . import models
+
+    return models.ensure_clip_vision_vit_h()
+
+
+def _random_clip_model():
+    from . import models
+
+    return models.ensure_clip_model()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model a shipped workflow names: its ComfyUI models/ folder, what it is, where to get it, and the
+    random-weight stand-in (a builder in models.py) that tests, thumbnails and the demo use instead."""
+
+    folder: str
+    title: str
+    url: str
+    stand_in: Callable[[], Path]
+    how: str = ""  # extra steps (rename, which files of a folder model)
+    single_file: bool = True  # False: a folder (the editor's download links take single files only)
+
+
+MODEL_FILES = {
+    DEFAULT_CHECKPOINT: ModelFile(
+        "checkpoints", "Stable Diffusion 1.5; any SD1.5 checkpoint works, pick it in Load Checkpoint",
+        "https://huggingface.co/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/"
+        "v1-5-pruned-emaonly-fp16.safetensors?download=true", _random_sd15),
+    CLIP_VISION_VIT_H: ModelFile(
+        "clip_vision", "CLIP vision ViT-H/14, the image encoder of the SD1.5 IP-Adapters",
+        "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors",
+        _random_clip_vision, how="download model.safetensors and rename it to " + CLIP_VISION_VIT_H),
+    "ip-adapter_sd15.safetensors": ModelFile(
+        "ipadapter", "IP-Adapter SD1.5 (base projection)",
+        "https://huggingface.co/h94/IP-Adapter/resolve/main/models/ip-adapter_sd15.safetensors",
+        lambda: _tiny_sd15_ipadapter("sd15")),
+    "ip-adapter-plus_sd15.safetensors": ModelFile(
+        "ipadapter", "IP-Adapter plus SD1.5",
+        "https://huggingface.co/h94/IP-Adapter/resolve/main/models/ip-adapter-plus_sd15.safetensors",
+        lambda: _tiny_sd15_ipadapter("sd15_plus")),
+    CLIP_SCORER_MODEL: ModelFile(
+        "clip_scoring", "CLIP ViT-L/14 with both towers, for AID Best Frame",
+        "https://huggingface.co/openai/clip-vit-large-patch14", _random_clip_model,
+        how="a folder: put config.json, model.safetensors, vocab.json, merges.txt, tokenizer.json and "
+            "preprocessor_config.json into models/clip_scoring/" + CLIP_SCORER_MODEL + "/",
+        single_file=False),
+}
+
+
+def models_named(workflow: dict) -> list[str]:
+    """The MODEL_FILES entries a UI-format workflow names in its widgets, in node order, each once."""
+    names = []
+    for node in workflow["nodes"]:
+        values = node.get("widgets_values") or []
+        for value in values.values() if isinstance(values, dict) else values:
+            if isinstance(value, str) and value in MODEL_FILES and value not in names:
+                names.append(value)
+    return names
+
+
+def images_named(workflow: dict) -> list[str]:
+    """The file names the workflow's Load Image nodes ask for (the user picks their own)."""
+    return [node["widgets_values"][0] for node in workflow["nodes"] if node["type"] == "LoadImage"]
+
+
+def prepare_stand_ins(workflow: dict, base: Path) -> dict[str, str]:
+    """Make a workflow runnable in the host at `base`: shipped model name -> the random stand-in's name.
+
+    Builds (or finds) only the stand-ins of the models the workflow names, links each into
+    base/models/<folder>, and writes a small seeded image to base/input for each Load Image.
     """
-    if name.startswith("paid_"):
-        return _prepare_paid_inputs(base)
-    if not name.startswith("ipadapter_"):
-        return {}
     import numpy as np
     from PIL import Image
 
-    from . import host, models
+    from . import host
 
-    layers = [layer["inner_dim"] for layer in models.unet_cross_attention_layers(models.SD15_UNET_TINY)]
-    stand_ins = {CLIP_VISION_VIT_H: models.ensure_clip_vision_vit_h()}
-    for variant, shipped in (("sd15", "ip-adapter_sd15.safetensors"), ("sd15_plus", "ip-adapter-plus_sd15.safetensors")):
-        stand_ins[shipped] = models.ensure_ipadapter(variant, layers=layers)
-    host.make_base_directory(base, {"clip_vision": [stand_ins[CLIP_VISION_VIT_H]],
-                                    "ipadapter": [p for k, p in stand_ins.items() if k != CLIP_VISION_VIT_H]})
-    rng = np.random.default_rng(0)
-    for image in ("image_a.png", "image_b.png"):
-        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(base / "input" / image)
-    return {shipped: path.name for shipped, path in stand_ins.items()}
-
-
-def _prepare_paid_inputs(base: Path) -> dict[str, str]:
-    """PAID workflows: the random transformers CLIPModel folder stands in for the CLIP scorer."""
-    from . import host, models
-
-    folder = models.ensure_clip_model()
-    host.make_base_directory(base, {"clip_scoring": [folder]})
-    return {CLIP_SCORER_MODEL: folder.name}
+    stand_ins = {}
+    for name in models_named(workflow):
+        model = MODEL_FILES[name]
+        path = model.stand_in()
+        host.make_base_directory(base, {model.folder: [path]})
+        stand_ins[name] = path.name
+    host.make_base_directory(base)
+    for image in images_named(workflow):
+        seed = int.from_bytes(hashlib.sha256(image.encode()).digest()[:4], "little")
+        pixels = np.random.default_rng(seed).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(base / "input" / image)
+    return stand_ins
 
 
-def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR) -> list[Path]:
-    """(Re)write every example workflow file; returns their paths."""
+def prepare_test_inputs(name: str, base: Path) -> dict[str, str]:
+    """prepare_stand_ins for the shipped workflow file `name`."""
+    return prepare_stand_ins(json.loads((WORKFLOWS_DIR / name).read_text()), base)
+
+
+def use_stand_ins(prompt: dict, stand_ins: dict[str, str]) -> dict:
+    """Replace shipped model names in an API-format prompt by their stand-ins (in place; returned)."""
+    for node in prompt.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, str) and value in stand_ins:
+                node["inputs"][key] = stand_ins[value]
+    return prompt
+
+
+def shrink(prompt: dict, sizes: dict) -> list[tuple[str, object, object]]:
+    """Set the widget inputs named in `sizes` (width, height, steps, ...) on every node that has them.
+
+    Returns (input, old value, new value) for each input that changed, once per distinct change.
+    """
+    changes = []
+    for node in prompt.values():
+        for key, value in sizes.items():
+            old = node["inputs"].get(key)
+            if old is not None and not isinstance(old, list) and old != value:
+                node["inputs"][key] = value
+                if (key, old, value) not in changes:
+                    changes.append((key, old, value))
+    return changes
+
+
+# ---------------------------------------------------------------------------------------------
+# What every shipped workflow carries, and the files
+# ---------------------------------------------------------------------------------------------
+
+NOTE_TITLE = "Models for this workflow"
+
+
+def model_note(workflow: dict) -> str:
+    """The Markdown of a workflow's note: each model it names, its folder and where to get it."""
+    lines = ["## Models", ""]
+    by_folder: dict[str, list[str]] = {}
+    for name in models_named(workflow):
+        by_folder.setdefault(MODEL_FILES[name].folder, []).append(name)
+    for folder, names in by_folder.items():
+        lines.append(f"**models/{folder}/**")
+        for name in names:
+            model = MODEL_FILES[name]
+            how = f" ({model.how})" if model.how else ""
+            lines.append(f"- [{name}]({model.url}): {model.title}{how}")
+        lines.append("")
+    lines.append("Put each file into that folder of your ComfyUI, then press R to refresh the lists.")
+    images = images_named(workflow)
+    if images:
+        lines += ["", "**Images**: pick your own in the Load Image node" + ("s" if len(images) > 1 else "") + "."]
+    prefixes = [str(node["widgets_values"][0]) for node in workflow["nodes"]
+                if node["type"] in ("AIDFramesToVideo", "SaveImage")]
+    if prefixes:
+        lines += ["", "Results go to ComfyUI's output folder: " + ", ".join(f"`{p}_*`" for p in prefixes) + "."]
+    return "\n".join(lines)
+
+
+def add_model_note(workflow: dict) -> dict:
+    """Add the note and each loader's download link (`properties.models`, read by the editor) in place."""
+    for node in workflow["nodes"]:
+        declared = [{"name": value, "url": MODEL_FILES[value].url, "directory": MODEL_FILES[value].folder}
+                    for value in node.get("widgets_values") or [] if isinstance(value, str)
+                    and value in MODEL_FILES and MODEL_FILES[value].single_file]
+        if declared:
+            node.setdefault("properties", {})["models"] = declared
+    text = model_note(workflow)
+    left = min(node["pos"][0] for node in workflow["nodes"])
+    top = min(node["pos"][1] for node in workflow["nodes"])
+    node_id = workflow["last_node_id"] + 1
+    workflow["nodes"].append({
+        "id": node_id, "type": "MarkdownNote", "pos": [left - 480, top], "size": [440, 90 + 24 * text.count("\n")],
+        "flags": {}, "order": len(workflow["nodes"]), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+        "widgets_values": [text], "title": NOTE_TITLE, "color": "#432", "bgcolor": "#653"})
+    workflow["last_node_id"] = node_id
+    return workflow
+
+
+def build_workflow(name: str, object_info: dict) -> dict:
+    """The shipped form of a registered workflow: its builder's graph plus the model note."""
+    return add_model_note(WORKFLOWS[name](object_info))
+
+
+def write_workflows(object_info: dict, folder: Path = WORKFLOWS_DIR, names=None) -> list[Path]:
+    """(Re)write the example workflow files (all registered ones, or `names`); returns their paths."""
     paths = []
-    for name, build in WORKFLOWS.items():
+    for name in names or WORKFLOWS:
         path = folder / name
-        path.write_text(json.dumps(build(object_info), indent=2) + "\n")
+        path.write_text(json.dumps(build_workflow(name, object_info), indent=2) + "\n")
         paths.append(path)
     return paths

