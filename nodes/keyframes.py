@@ -13,10 +13,10 @@ from ..samplers.easing import EASING_NAMES, Easing, EasingError, parse_easing
 from ..samplers.keyframe_sampling import KeyframeRequest, check_conditioning, run_token_counts, sample_keyframes
 from ..samplers.keyframe_text import KeyframeError, parse_keyframes, parse_position
 from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
-from .apply import fusion_input, interpolation_inputs, interpolation_options
 from .ipadapter import encode_images
-from .sampler import MAX_RESOLUTION, sampler_progress
+from .sampler import AIDSampler, sampler_progress
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
+from .widgets import fusion_input, interpolation_inputs, interpolation_options
 
 TEXT_NODE = "AID Keyframes"
 KEY_NODE = "AID Keyframe"
@@ -233,21 +233,17 @@ class AIDKeyframeSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        import comfy.samplers
-
+        ksampler_style = AIDSampler.INPUT_TYPES()["required"]  # the same widgets and tooltips as AID Sampler
         return {
             "required": {
-                "model": ("MODEL", {}),
+                "model": ("MODEL", {"tooltip": "The checkpoint's model (SD1.x, SD2.x or SDXL family); it is not "
+                                               "changed, the node samples a patched copy."}),
                 "keyframes": ("AID_KEYFRAMES", {"tooltip": "The keys: AID Keyframes (text) or AID Keyframe nodes."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt, shared by every frame."}),
-                "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8}),
-                "height": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8}),
+                **{name: ksampler_style[name] for name in ("width", "height")},
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                                  "tooltip": "Noise seed of every key without its own 'seed'."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 10000}),
-                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
-                "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {}),
-                "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {}),
+                **{name: ksampler_style[name] for name in ("steps", "cfg", "sampler_name", "scheduler")},
                 "total_frames": ("INT", {"default": 0, "min": 0, "max": 100000,
                                          "tooltip": "Frames of the sequence. 0: up to the last key (a loop: its last "
                                                     "segment as long as the one before). More: the last key is held "

@@ -237,3 +237,19 @@ def test_sdxl_keys_with_long_prompts_keep_their_plain_generations():
         plain = comfy.sample.sample(model, comfy.sample.prepare_noise(latent, seed), 3, 4.0, "euler", "normal",
                                     prompt, negative, latent)
         assert close(frames[index], plain[0]), index
+
+
+def test_the_keyframe_sockets_are_guarded_by_type(three_keys):
+    """The input guard knows the keyframe types; AID Sequence Report's schedule takes either schedule."""
+    from aid_pack.nodes.input_guard import check_socket
+    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+
+    keyframes, _, timeline, _ = three_keys
+    report_schedule = "AID_SCHEDULE,AID_KEYFRAME_SCHEDULE"
+    check_socket("AID Sequence Report", "schedule", report_schedule, timeline)
+    check_socket("AID Sequence Report", "schedule", report_schedule, InterpolationSchedule(linear_coefficients(3), "linear"))
+    with pytest.raises(AIDInputError, match=r"input 'schedule': got a .* not an AID schedule or a keyframe schedule"):
+        check_socket("AID Sequence Report", "schedule", report_schedule, keyframes)
+    check_socket("AID Keyframe Sampler", "keyframes", "AID_KEYFRAMES", keyframes)
+    with pytest.raises(AIDInputError, match=r"input 'keyframes': got a int .* Fix: connect AID Keyframes or AID Keyframe"):
+        check_socket("AID Keyframe Sampler", "keyframes", "AID_KEYFRAMES", 5)
