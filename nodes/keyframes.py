@@ -10,7 +10,8 @@ from ..attention.install import UnsupportedModelError
 from ..errors import AIDInputError
 from ..samplers.conditioning import BLENDS
 from ..samplers.easing import EASING_NAMES, Easing, EasingError, parse_easing
-from ..samplers.keyframe_sampling import KeyframeRequest, check_conditioning, run_token_counts, sample_keyframes
+from ..samplers.keyframe_sampling import (MAX_RUN_TOKENS, KeyframeRequest, check_conditioning, check_run_tokens,
+                                          sample_keyframes)
 from ..samplers.keyframe_text import KeyframeError, parse_keyframes, parse_position
 from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
 from .ipadapter import encode_images
@@ -291,6 +292,12 @@ class AIDKeyframeSampler:
             raise keyframe_error(SAMPLER_NODE, "keyframes", error) from None
         plan = plan_keyframes(timeline, max_frames_per_batch)
         try:
+            tokens = check_run_tokens(keyframes, plan)
+        except ValueError as error:
+            raise AIDInputError(SAMPLER_NODE, "keyframes", str(error), "give the keys prompts of the same number of "
+                                f"75-token chunks (77, 154, 231 ... tokens), or shorter ones; {MAX_RUN_TOKENS} tokens "
+                                "is the most a run takes.") from None
+        try:
             check_conditioning(keyframes, plan, blend)
         except ValueError as error:
             raise AIDInputError(SAMPLER_NODE, "keyframes", str(error), "encode every key (and guide) with the same "
@@ -300,7 +307,6 @@ class AIDKeyframeSampler:
         request = KeyframeRequest(keyframes, plan, negative, (latent_format.latent_channels, height // 8, width // 8),
                                   seed, steps, cfg, sampler_name, scheduler, blend=blend, options=options,
                                   node_name=SAMPLER_NODE, image_keys=image_keys)
-        tokens = run_token_counts(keyframes, plan)
         logging.info("%s: %s; %d rows to sample in %d run(s) of at most %d rows; prompts repeated to %s tokens",
                      SAMPLER_NODE, timeline.describe(), plan.layout.frames, len(plan.runs), plan.max_rows,
                      "/".join(str(t) for t in sorted(set(tokens))))

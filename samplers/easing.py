@@ -74,6 +74,11 @@ def _check_inside(values, problem: str) -> None:
         previous = value
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def parse_easing(text: str) -> Easing:
     """Read an easing as a user writes it: 'linear', 'ease in', 'ease out', 'ease in-out' (also 'in', 'out',
     'in-out', 'ease-in-out', 'smooth'), 'beta(6, 3)' / 'beta 6 3', or a custom list 'custom(0.2, 0.5, 0.8)' /
@@ -94,7 +99,7 @@ def parse_easing(text: str) -> Easing:
             raise EasingError(f"beta needs positive alpha and beta, got {alpha:g} and {beta:g}.")
         return Easing("beta", alpha, beta)
     if spoken.startswith("beta"):
-        raise EasingError(f"'{text.strip()}' is not beta(alpha, beta); write e.g. beta(6, 3).")
+        raise EasingError(f"'{_shown(text)}' is not beta(alpha, beta); write e.g. beta(6, 3).")
     listed = re.fullmatch(r"(?:custom\s*)?[\(\[]?(.*?)[\)\]]?", spoken)
     parts = [p for p in re.split(r"[,\s]+", listed.group(1)) if p] if listed else []
     if parts and all(re.fullmatch(_NUMBER, p) for p in parts):
@@ -102,7 +107,7 @@ def parse_easing(text: str) -> Easing:
         if len(values) >= 2 and values[0] == 0.0 and values[-1] == 1.0:
             values = values[1:-1]  # the keys' own 0 and 1 may be written too
         _check_inside(values, "a custom easing lists coefficients strictly between 0 and 1 in increasing order "
-                              f"(got {', '.join(p for p in parts)})")
+                              f"(got {_shown(', '.join(parts))})")
         return Easing("custom", values=values)
-    raise EasingError(f"unknown easing '{text.strip()}'; use linear, ease in, ease out, ease in-out, beta(a, b) or "
+    raise EasingError(f"unknown easing '{_shown(text)}'; use linear, ease in, ease out, ease in-out, beta(a, b) or "
                       "a list of coefficients such as 0.2, 0.5, 0.8.")

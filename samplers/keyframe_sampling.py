@@ -20,6 +20,11 @@ from .sequence import InterpolationOptions, RowSampling, sample_rows
 from .step_noise import SequenceSeed
 
 
+# Contexts are repeated to the LCM of a run's token counts: 77/154/231/308/385-token keys in one run give 4620,
+# 539, 616 and 693-token keys would give 38808 (the context's memory and cross-attention time grow with it).
+MAX_RUN_TOKENS = 77 * 60
+
+
 @dataclass
 class KeyframeRequest:
     """Everything a keyframe sequence needs besides the model."""
@@ -59,14 +64,20 @@ def run_conditioning(keyframes: Keyframes, plan: KeyframePlan, rows, blend: str 
 
 
 def check_conditioning(keyframes: Keyframes, plan: KeyframePlan, blend: str = "lerp") -> int:
-    """Build the prompts of a small stand-in batch (every key, one frame per segment) so that mismatched
-    prompts stop the run before any sampling; returns the largest token count a run can get."""
-    rows = [(k, k, 0.0) for k in range(plan.timeline.keys)]
-    rows += [(segment.key_a, segment.key_b, 0.5) for segment in plan.timeline.segments]
-    stand_in = FrameLayout(tuple(rows))
-    conditioning = keyframe_conditioning([key.conditioning for key in keyframes.keys], stand_in, blend,
-                                         segment_guidance(keyframes, plan), names=key_names(keyframes))
-    return max(int(context.shape[1]) for context, _ in conditioning)
+    """Build the prompts of a small stand-in batch per segment (its two keys and one frame between them) so
+    that mismatched prompts stop the run before any sampling; returns the largest token count they get.
+
+    Per segment, not all keys at once: the contexts are repeated to the LCM of the token counts they hold,
+    and keys that never share a run must not pay for each other's lengths here either."""
+    conditionings = [key.conditioning for key in keyframes.keys]
+    guidance, names = segment_guidance(keyframes, plan), key_names(keyframes)
+    largest = 0
+    for segment in plan.timeline.segments:
+        a, b = segment.key_a, segment.key_b
+        stand_in = FrameLayout(((a, a, 0.0), (b, b, 0.0), (a, b, 0.5)))
+        conditioning = keyframe_conditioning(conditionings, stand_in, blend, guidance, names=names)
+        largest = max(largest, *(int(context.shape[1]) for context, _ in conditioning))
+    return largest
 
 
 def run_token_counts(keyframes: Keyframes, plan: KeyframePlan) -> list[int]:
@@ -81,6 +92,20 @@ def run_token_counts(keyframes: Keyframes, plan: KeyframePlan) -> list[int]:
         contexts = [keyframes.keys[k].conditioning[0][0] for k in layout_keys(layout)]
         contexts += [guidance[segment][0][0] for segment in segments]
         counts.append(common_token_count(*(int(c.shape[1]) for c in contexts)))
+    return counts
+
+
+def check_run_tokens(keyframes: Keyframes, plan: KeyframePlan, limit: int = MAX_RUN_TOKENS) -> list[int]:
+    """Each run's context length (run_token_counts); raises ValueError naming the keys when one passes `limit`."""
+    counts = run_token_counts(keyframes, plan)
+    for index, count in enumerate(counts):
+        if count > limit:
+            layout = plan.run_layout(index)
+            names = key_names(keyframes)
+            lengths = ", ".join(f"{names[k]} {int(keyframes.keys[k].conditioning[0][0].shape[1])}"
+                                for k in layout_keys(layout))
+            raise ValueError(f"prompts of {lengths} tokens run together and would be repeated to their common "
+                             f"multiple, {count} tokens (at most {limit}).")
     return counts
 
 

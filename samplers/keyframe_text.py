@@ -28,12 +28,18 @@ OPTION_NAMES = {"hold": "hold", "seed": "seed", "ease": "ease", "easing": "ease"
 _INDEX = re.compile(r"""^\s*(?P<quote>["']?)(?P<index>[^"':]*?)(?P=quote)\s*:(?P<rest>.*)$""")
 
 
+def shown(text: str, limit: int = 80) -> str:
+    """`text` as an error quotes it: at most `limit` characters (a pasted megabyte stays out of the message)."""
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class KeyframeError(ValueError):
     """A schedule problem that points at its line (or node): `code` names the kind, `source` the place."""
 
     def __init__(self, code: str, source: str, problem: str, fix: str, text: str = ""):
         self.code, self.source, self.problem, self.fix, self.text = code, source, problem, fix, text
-        quoted = f" ('{text}')" if text else ""
+        quoted = f" ('{shown(text)}')" if text else ""
         super().__init__(f"{source}{quoted}: {problem}")
 
     @property
@@ -98,7 +104,7 @@ def parse_position(text: str) -> Position:
             raise ValueError(f"{spoken} is not a frame: frames are whole numbers, fractions of the sequence lie "
                              "between 0 and 1.")
         return Position("fraction", value)
-    raise ValueError(f"'{text.strip()}' is not a frame: write a frame number (12), a step after the previous "
+    raise ValueError(f"'{shown(text)}' is not a frame: write a frame number (12), a step after the previous "
                      "key (+8), a fraction (0.5 or 50%) or a frame counted from the end (-1).")
 
 
@@ -136,7 +142,7 @@ def _unquote(rest: str) -> str:
 def _option(name_and_value: str, source: str, line: str, seen: set) -> tuple[str, object]:
     match = re.fullmatch(r"\s*([A-Za-z_-]+)\s*[:=]?\s*(.*?)\s*", name_and_value)
     if not match or not match.group(1):
-        raise KeyframeError("unknown-option", source, f"'{name_and_value.strip()}' is not an option.",
+        raise KeyframeError("unknown-option", source, f"'{shown(name_and_value)}' is not an option.",
                             "write options as '| hold 4', '| seed 7', '| ease in-out' or '| guide <prompt>'.", line)
     word, value = match.group(1).lower(), match.group(2)
     name = OPTION_NAMES.get(word)
@@ -149,7 +155,7 @@ def _option(name_and_value: str, source: str, line: str, seen: set) -> tuple[str
     seen.add(name)
     if name in ("hold", "seed"):
         if not re.fullmatch(r"\d+", value):
-            raise KeyframeError("bad-option-value", source, f"{name} needs a whole number, got '{value}'.",
+            raise KeyframeError("bad-option-value", source, f"{name} needs a whole number, got '{shown(value)}'.",
                                 "e.g. '| hold 4' or '| seed 123'.", line)
         number = int(value)
         if name == "hold" and number < 1:

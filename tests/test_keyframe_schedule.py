@@ -223,3 +223,9 @@ def test_runs_are_as_few_as_the_budget_allows_and_even():
 def test_position_describes_itself():
     assert [Position(k, v).describe() for k, v in (("frame", 3), ("after", 4), ("fraction", 0.5), ("from end", -1))] \
         == ["3", "+4", "0.5", "-1"]
+
+
+def test_a_pasted_megabyte_is_not_quoted_whole_in_the_error():
+    with pytest.raises(KeyframeError) as error:
+        parse_keyframes("0: a fox\n" + "x" * 1_000_000)
+    assert error.value.line == 2 and len(str(error.value)) < 300 and "xxx..." in str(error.value)

@@ -253,3 +253,21 @@ def test_the_keyframe_sockets_are_guarded_by_type(three_keys):
     check_socket("AID Keyframe Sampler", "keyframes", "AID_KEYFRAMES", keyframes)
     with pytest.raises(AIDInputError, match=r"input 'keyframes': got a int .* Fix: connect AID Keyframes or AID Keyframe"):
         check_socket("AID Keyframe Sampler", "keyframes", "AID_KEYFRAMES", 5)
+
+
+def test_prompt_lengths_whose_common_multiple_is_huge_are_refused_before_sampling(sd15_tiny, conds):
+    """539, 616 and 693 tokens in one run would be repeated to 38808 tokens: a named error, no allocation."""
+    def long(k):
+        context, options = conds["a"][0]
+        return [[context.repeat(1, k, 1), dict(options)]]
+
+    keys = AIDKeyframe().build(long(7), "0", 1, "linear", "", -1)[0]
+    keys = AIDKeyframe().build(long(8), "+2", 1, "linear", "", -1, previous=keys)[0]
+    keys = AIDKeyframe().build(long(9), "+2", 1, "linear", "", -1, previous=keys)[0]
+    with pytest.raises(AIDInputError, match=r"input 'keyframes': prompts of key 1 539, key 2 616, key 3 693 tokens "
+                                            r"run together .* 38808 tokens \(at most 4620\)\. Fix: "):
+        keyframe_sample(sd15_tiny[0], keys, conds["neg"])
+    two = AIDKeyframe().build(long(9), "+2", 1, "linear", "", -1,
+                              previous=AIDKeyframe().build(long(7), "0", 1, "linear", "", -1)[0])[0]
+    with pytest.raises(AIDInputError, match=r"4851 tokens"):  # two keys (539 and 693 tokens) pass it too
+        keyframe_sample(sd15_tiny[0], two, conds["neg"])
