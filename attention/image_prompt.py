@@ -169,6 +169,15 @@ class IPAdapter:
         """Adapter inputs [N, ...] -> image tokens [N, T_img, context] through the image projection."""
         return self.image_proj(states.float())
 
+    def key_inputs(self, encode, images):
+        """([states of each key], uncond states) from one IMAGE [1, H, W, 3] per key (see endpoint_inputs)."""
+        images = list(images)
+        batch = images + ([torch.zeros_like(images[0][:1])] if self.plus else [])
+        states = encode(batch, self.clip_input)
+        keys = [self.endpoint_states(s) for s in states[:len(images)]]
+        uncond = self.endpoint_states(states[-1]) if self.plus else torch.zeros_like(keys[0])
+        return keys, uncond
+
     def endpoint_inputs(self, encode, image_a, image_b):
         """(states_A or None, states_B, uncond states): the adapter's inputs, from IMAGE batches [B, H, W, 3].
 
@@ -297,6 +306,39 @@ class ImageEndpoints:
                            for name, tokens in token_sets.items()}
             branches[key] = ImagePromptBranch(self.mode, float(self.weight), interpolation_mode, keys_values)
         return branches
+
+
+@dataclass(frozen=True, eq=False)
+class ImageKeys(ImageEndpoints):
+    """Image prompts of N keys (AID_IMAGE_KEYS): image morphing through several pictures.
+
+    Key k's adapter input is key_states[k]; a frame between keys a and b gets its own tokens from
+    lerp(input a, input b, t) and interpolated image attention toward the rows of keys a and b, exactly as
+    a two-image morph does between its endpoints (ImageEndpoints with the layout of a keyframe run).
+    states_a / states_b are the first and last key's.
+    """
+
+    key_states: tuple = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mode != "morph" or len(self.key_states) < 2:
+            raise ValueError("image keys morph through two or more images.")
+
+    @classmethod
+    def morph(cls, weight: float, adapter: IPAdapter, key_states, states_uncond) -> "ImageKeys":
+        """Image keys from each key's adapter input [1, ...] and the uncond input."""
+        key_states = tuple(key_states)
+        return cls("morph", float(weight), adapter, key_states[0], key_states[-1], states_uncond, key_states)
+
+    @property
+    def keys(self) -> int:
+        """How many keys (images) there are."""
+        return len(self.key_states)
+
+    @property
+    def key_inputs(self) -> tuple:
+        return self.key_states
 
 
 # ----------------------------------------------------------------------------------------------

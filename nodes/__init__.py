@@ -4,6 +4,7 @@ from . import shares
 from . import layout, region_sampler, region_weights, regions
 from . import editing
 from . import text_encode
+from . import keyframes
 
 # Order of the nodes in ComfyUI's menu: making a sequence, then extras, then output.
 _MODULES = (schedule, conditioning, latent, apply, sampler, smooth, ipadapter, best_frame, report, video, shares)
@@ -13,6 +14,8 @@ _MODULES += (regions, layout, region_weights, region_sampler)
 _MODULES += (editing,)
 # Diffusion transformers: prompts of one token length.
 _MODULES += (text_encode,)
+# Keyframe sequences: A -> B -> C ..., holds, easing, loops.
+_MODULES += (keyframes,)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

@@ -64,6 +64,11 @@ SOCKETS = {
                     "Spatial-Temporal Region, Typed Layout or Auto Layout"),
     "AID_REGION_WEIGHTS": (_instance_of("..samplers.region_weights", "RegionWeights"), "region weights",
                            "Spatial-Temporal Weights or the weight optimiser"),
+    "AID_KEYFRAMES": (_instance_of("..samplers.keyframes", "Keyframes"), "keyframes",
+                      "AID Keyframes or AID Keyframe"),
+    "AID_IMAGE_KEYS": (_instance_of("..attention.image_prompt", "ImageKeys"), "image keys", "AID IP-Adapter Keys"),
+    "AID_KEYFRAME_SCHEDULE": (_instance_of("..samplers.keyframes", "Timeline"), "a keyframe schedule",
+                              "AID Keyframe Sampler's schedule output"),
 }
 
 
@@ -84,7 +89,18 @@ def _describe(value) -> str:
 
 
 def check_socket(node: str, input_name: str, socket_type: str, value) -> None:
-    """Refuse a socket value that is not of its declared type (unknown types: refuse plain JSON data)."""
+    """Refuse a socket value that is not of its declared type (unknown types: refuse plain JSON data).
+
+    A socket taking several types ("AID_SCHEDULE,AID_KEYFRAME_SCHEDULE", as ComfyUI writes them) takes
+    a value of any of them."""
+    if "," in socket_type:
+        kinds = [kind.strip() for kind in socket_type.split(",") if kind.strip()]
+        known = [SOCKETS[kind] for kind in kinds if kind in SOCKETS]
+        if len(known) == len(kinds) and not any(check(value) for check, _, _ in known):
+            raise AIDInputError(node, input_name, f"got a {_describe(value)}, not {' or '.join(w for _, w, _ in known)}.",
+                                f"connect {' or '.join(s for _, _, s in known)}.")
+        if len(known) == len(kinds) or not _plain_data(value):
+            return
     check, what, source = SOCKETS.get(socket_type, (lambda v: not _plain_data(v), f"a {socket_type}",
                                                      f"a {socket_type} output"))
     if not check(value):

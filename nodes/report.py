@@ -51,8 +51,10 @@ class AIDSequenceReport:
                                                "tooltip": "JSON report name inside ComfyUI's output folder."}),
             },
             "optional": {
-                "schedule": ("AID_SCHEDULE", {"tooltip": "The schedule that made the frames: its coefficients are "
-                                                         "plotted and saved with the distances."}),
+                "schedule": ("AID_SCHEDULE,AID_KEYFRAME_SCHEDULE", {
+                    "tooltip": "The schedule that made the frames (AID Schedule, or AID Keyframe Sampler's: each "
+                               "frame's place along the keys): its coefficients are plotted and saved with the "
+                               "distances."}),
                 "clip_vision": ("CLIP_VISION", {"tooltip": "A CLIP vision model (Load CLIP Vision) for the "
                                                            "clip-vision metric."}),
                 "distances": ("AID_DISTANCES", {"tooltip": "Distances already measured (e.g. by AID Smooth "

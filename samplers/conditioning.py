@@ -75,19 +75,116 @@ def blend(a: torch.Tensor, b: torch.Tensor, t: float, method: str) -> torch.Tens
     raise ValueError(f"unknown blend '{method}', expected one of {', '.join(BLENDS)}.")
 
 
-def _frame_rows(a, b, guidance, coefficients, method):
-    """Stack one row per frame: a, blend(a, b, t) or guidance, b."""
-    rows = [a]
-    for t in coefficients[1:-1]:
-        rows.append(guidance if guidance is not None else blend(a, b, t, method))
-    rows.append(b)
-    return torch.cat(rows, dim=0)
-
-
 def _single_row(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if tensor.shape[0] != 1:
         raise ValueError(f"{what} has a batch of {tensor.shape[0]}; one prompt per input is expected.")
     return tensor
+
+
+TOKEN_RULES = ("repeat", "equal")
+
+
+def _common_tokens(contexts: dict, rule: str) -> int:
+    """The token count every row gets: the LCM of the prompts' counts ("repeat", exact for UNet cross-attention),
+    or their one shared count ("equal": DiT joint attention, where repeated text keys would outweigh image keys)."""
+    counts = {name: int(context.shape[1]) for name, context in contexts.items()}
+    if rule == "equal":
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{name} {count}" for name, count in counts.items())
+            raise ValueError(f"the prompts have different token counts ({listed}) and this model's joint attention "
+                             "needs equal lengths.")
+        return next(iter(counts.values()))
+    if rule != "repeat":
+        raise ValueError(f"unknown token rule '{rule}', expected one of {', '.join(TOKEN_RULES)}.")
+    return common_token_count(*counts.values())
+
+
+def _row_tensors(values: dict, guided: dict, layout: FrameLayout, method: str) -> torch.Tensor:
+    """One row per layout row from per-key tensors [1, ...]: a key row gets its key's, an interior row
+    (a, b, t) the guidance of its segment if there is one, else blend(key a, key b, t)."""
+    rows = []
+    for a, b, t in layout.rows:
+        if t == 0.0:
+            rows.append(values[a])
+        elif t == 1.0:
+            rows.append(values[b])
+        elif (a, b) in guided:
+            rows.append(guided[(a, b)])
+        else:
+            rows.append(blend(values[a], values[b], t, method))
+    return torch.cat(rows, dim=0)
+
+
+def layout_keys(layout: FrameLayout) -> list[int]:
+    """The keys a layout's rows use (a key row's key, an interior row's two keys), in order."""
+    used = set()
+    for a, b, t in layout.rows:
+        used.update((a,) if t == 0.0 else (b,) if t == 1.0 else (a, b))
+    return sorted(used)
+
+
+def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guidance: dict | None = None,
+                          names=None, token_rule: str = "repeat"):
+    """CONDITIONING with one row per row of `layout` (attention/layout.py), for keys K_0, K_1, ... .
+
+    `keys[k]` is key k's CONDITIONING; all have the same number of entries and entry i of each is paired.
+    A key row gets its key's prompt; an interior row between keys a and b gets blend(K_a, K_b, t) (AID) or,
+    when `guidance` maps (a, b) to a CONDITIONING, that PAID guidance prompt. Only the keys (and guidance)
+    the layout uses are read, and their contexts are repeated to the LCM of their token counts, so a run
+    pays only for the prompt lengths it holds. SDXL's pooled output follows the same rule. The other keys
+    of each entry's dict come from key 0, plus a SequenceMarker (every key's SDXL sizes when they differ).
+    `names[k]` names key k in errors.
+    """
+    guidance = dict(guidance or {})
+    names = list(names) if names is not None else [f"key {k}" for k in range(len(keys))]
+    counts = [len(conditioning) for conditioning in keys] + [len(g) for g in guidance.values()]
+    if len(set(counts)) != 1:
+        raise ValueError(f"the conditionings have different numbers of entries ({counts}).")
+    used = layout_keys(layout)
+    guided_segments = sorted({(a, b) for a, b, t in layout.rows if 0.0 < t < 1.0 and (a, b) in guidance})
+    single_guide = len(guidance) == 1 and len(keys) == 2
+
+    def guide_name(segment):
+        return "guidance" if single_guide else f"guidance of {names[segment[0]]} -> {names[segment[1]]}"
+
+    result = []
+    for index in range(counts[0]):
+        contexts = {k: _single_row(keys[k][index][0], names[k]) for k in used}
+        contexts.update({segment: _single_row(guidance[segment][index][0], guide_name(segment))
+                         for segment in guided_segments})
+        widths = {c.shape[-1] for c in contexts.values()}
+        if len(widths) != 1:
+            raise ValueError(f"the prompts come from different text encoders (widths {sorted(widths)}).")
+        tokens = _common_tokens({(names[n] if isinstance(n, int) else guide_name(n)): c for n, c in contexts.items()},
+                                token_rule)
+        like = contexts[used[0]]
+        contexts = {n: repeat_tokens(c, tokens).to(like) for n, c in contexts.items()}
+        context = _row_tensors({k: contexts[k] for k in used}, {s: contexts[s] for s in guided_segments}, layout,
+                               method)
+        options = dict(keys[0][index][1])
+        sizes = tuple(_sizes(conditioning[index][1]) for conditioning in keys)
+        guidances = tuple(conditioning[index][1].get("guidance") for conditioning in keys)
+        counts = tuple(int(conditioning[index][0].shape[1]) for conditioning in keys)
+        counts += tuple(int(guidance[segment][index][0].shape[1]) for segment in guided_segments)
+        options[SEQUENCE_MARKER] = SequenceMarker(layout, None if all(s == sizes[0] for s in sizes) else sizes,
+                                                  counts, None if len(set(guidances)) == 1 else guidances)
+        has_pooled = [conditioning[index][1].get("pooled_output") is not None for conditioning in keys]
+        if all(has_pooled):
+            pooled = {k: keys[k][index][1]["pooled_output"] for k in used}
+            guided_pooled = {}
+            for segment in guided_segments:
+                guided_pooled[segment] = guidance[segment][index][1].get("pooled_output")
+                if guided_pooled[segment] is None:
+                    raise ValueError(f"the {guide_name(segment)} prompt has no pooled output while the keys have "
+                                     "one." if not single_guide else
+                                     "the guidance prompt has no pooled output while A and B have one.")
+            like = pooled[used[0]]
+            options["pooled_output"] = _row_tensors({k: p.to(like) for k, p in pooled.items()},
+                                                    {s: p.to(like) for s, p in guided_pooled.items()}, layout, method)
+        elif any(has_pooled):
+            raise ValueError("only some of the prompts have a pooled output; encode them all with the same CLIP.")
+        result.append([context, options])
+    return result
 
 
 def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", guidance=None):
@@ -100,40 +197,11 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
     same rule as the context. Other keys of the dict come from A, plus a SequenceMarker under
     SEQUENCE_MARKER that says which frames the rows are (with A's and B's SDXL size conditioning
     and Flux guidance when they differ, and the token counts).
+    This is keyframe_conditioning of the two keys A and B over FrameLayout.between(coefficients).
     """
-    if len(cond_a) != len(cond_b) or (guidance is not None and len(guidance) != len(cond_a)):
-        counts = [len(cond_a), len(cond_b)] + ([len(guidance)] if guidance is not None else [])
-        raise ValueError(f"the conditionings have different numbers of entries ({counts}).")
-    result = []
-    for index, (entry_a, entry_b) in enumerate(zip(cond_a, cond_b)):
-        entry_g = guidance[index] if guidance is not None else None
-        contexts = [_single_row(entry_a[0], "positive A"), _single_row(entry_b[0], "positive B")]
-        if entry_g is not None:
-            contexts.append(_single_row(entry_g[0], "guidance"))
-        widths = {c.shape[-1] for c in contexts}
-        if len(widths) != 1:
-            raise ValueError(f"the prompts come from different text encoders (widths {sorted(widths)}).")
-        token_counts = tuple(int(c.shape[1]) for c in contexts)
-        tokens = common_token_count(*token_counts)
-        contexts = [repeat_tokens(c, tokens) for c in contexts]
-        context_g = contexts[2] if entry_g is not None else None
-        context = _frame_rows(contexts[0], contexts[1].to(contexts[0]), context_g, coefficients, method)
-        options = dict(entry_a[1])
-        sizes_a, sizes_b = _sizes(entry_a[1]), _sizes(entry_b[1])
-        sizes = None if sizes_a == sizes_b else (sizes_a, sizes_b)
-        guidance_a, guidance_b = entry_a[1].get("guidance"), entry_b[1].get("guidance")
-        guidances = None if guidance_a == guidance_b else (guidance_a, guidance_b)
-        options[SEQUENCE_MARKER] = SequenceMarker(FrameLayout.between(coefficients), sizes, token_counts, guidances)
-        pooled_a, pooled_b = entry_a[1].get("pooled_output"), entry_b[1].get("pooled_output")
-        if pooled_a is not None and pooled_b is not None:
-            pooled_g = entry_g[1].get("pooled_output") if entry_g is not None else None
-            if entry_g is not None and pooled_g is None:
-                raise ValueError("the guidance prompt has no pooled output while A and B have one.")
-            options["pooled_output"] = _frame_rows(pooled_a, pooled_b.to(pooled_a), pooled_g, coefficients, method)
-        elif pooled_a is not None or pooled_b is not None:
-            raise ValueError("only one of the prompts has a pooled output; encode both with the same CLIP.")
-        result.append([context, options])
-    return result
+    return keyframe_conditioning([cond_a, cond_b], FrameLayout.between(coefficients), method,
+                                 {(0, 1): guidance} if guidance is not None else None,
+                                 names=("positive A", "positive B"))
 
 
 def token_counts(conditioning) -> tuple[int, ...]:

@@ -5,6 +5,10 @@ Frame f depends only on itself and on the two endpoint trajectories, so a batch
 into chunks that each hold both endpoints again; the endpoint rows of later chunks repeat
 those of the first and are dropped. A participant of a split run (samplers/shares.py) samples only
 its share: its frames and the endpoints they attend to.
+
+`sample_rows` is the run loop itself, for any frame layout (attention/layout.py): a run is a set of
+rows plus the key rows they need. AID Sampler's two-endpoint chunks (`plan_chunks`) and keyframe
+sequences (samplers/keyframes.py) both go through it.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from ..attention.registry import install_for_model
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
 from .sequence_run import install_sequence_run
-from .shares import Share, ShareRun, share_runs
+from .shares import Share, share_runs
 from .step_noise import SequenceSeed
 
 
@@ -127,39 +131,56 @@ class SequenceRequest:
     image_endpoints: object = None  # attention.image_prompt.ImageEndpoints (IP-Adapter images), or None
 
 
-def sample_sequence(model, request: SequenceRequest, progress=None, share: Share | None = None) -> torch.Tensor:
-    """Denoise every frame of `request`, in as few runs as max_frames_per_batch allows; returns [F, C, H, W].
+@dataclass
+class RowSampling:
+    """The settings every run of a sequence shares (everything but its rows)."""
 
-    With a `share` (samplers/shares.py, made for this request's F frames) only its rows are sampled and
-    only its frames returned, [len(share.frames), C, H, W] in frame order.
-    `progress(done_steps, total_steps, x0_of_a_frame)` is called after every step of every run.
+    negative: list
+    seed: int  # a SequenceSeed when the keys have their own seeds (samplers/step_noise.py)
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    denoise: float = 1.0
+    options: InterpolationOptions = InterpolationOptions()
+    node_name: str = "AID Sampler"
+    image_endpoints: object = None  # ImageEndpoints / ImageKeys (IP-Adapter images), or None
+
+
+def sample_rows(model, layout: FrameLayout, runs, positive_for, noise: torch.Tensor, latent: torch.Tensor,
+                settings: RowSampling, sources: dict | None = None, progress=None) -> torch.Tensor:
+    """Denoise the rows of `layout` in sampling runs; returns [R, C, H, W], one result per row.
+
+    `runs[i]` lists the rows of run i; each run holds the key rows its interior rows need and is sampled as
+    one batch laid out by layout.select(runs[i]). `positive_for(rows)` gives the run's per-row CONDITIONING;
+    `noise` and `latent` have one row per layout row. A row in several runs (a key) is taken from run
+    `sources[row]` (default: the first run holding it). `progress(done_steps, total_steps, x0_of_a_row)` is
+    called after every step of every run.
     """
     import comfy.model_management
     import comfy.samplers
     import comfy.utils
 
-    frames = len(request.coefficients)
-    if share is not None and share.rows[-1] >= frames:
-        raise ValueError(f"the share was made for a longer sequence than these {frames} frames.")
-    if share is None:
-        runs = [ShareRun(tuple(chunk), tuple(chunk) if number == 0 else tuple(chunk[1:-1]))
-                for number, chunk in enumerate(plan_chunks(frames, request.max_frames_per_batch))]
-    else:
-        runs = share_runs(FrameLayout.between(request.coefficients), share, request.max_frames_per_batch)
-    result = torch.empty_like(request.latent)
-    for chunk_number, run in enumerate(runs):
+    if sources is None:
+        sources = {}
+        for number, rows in enumerate(runs):
+            for row in rows:
+                sources.setdefault(row, number)
+    result = torch.empty_like(latent)
+    for number, rows in enumerate(runs):
         comfy.model_management.throw_exception_if_processing_interrupted()
-        chunk = list(run.rows)
-        coefficients = tuple(request.coefficients[i] for i in chunk)
-        model_chunk = patched_model(model, coefficients, request.options, request.node_name, request.image_endpoints)
-        ksampler = comfy.samplers.KSampler(model_chunk, steps=request.steps, device=model_chunk.load_device,
-                                           sampler=request.sampler_name, scheduler=request.scheduler,
-                                           denoise=request.denoise, model_options=model_chunk.model_options)
+        rows = list(rows)
+        run_layout = layout.select(rows)
+        model_run = patched_model(model, run_layout.coefficients, settings.options, settings.node_name,
+                                  settings.image_endpoints, layout=run_layout)
+        ksampler = comfy.samplers.KSampler(model_run, steps=settings.steps, device=model_run.load_device,
+                                           sampler=settings.sampler_name, scheduler=settings.scheduler,
+                                           denoise=settings.denoise, model_options=model_run.model_options)
         sigmas = ksampler.sigmas
         steps_this_run = len(sigmas) - 1
-        sampler = comfy.samplers.sampler_object(request.sampler_name)
-        middle = len(chunk) // 2
-        offset = chunk_number * steps_this_run
+        sampler = comfy.samplers.sampler_object(settings.sampler_name)
+        middle = len(rows) // 2
+        offset = number * steps_this_run
         total = steps_this_run * len(runs)
 
         def callback(step, x0, x, total_steps, offset=offset, total=total, middle=middle):
@@ -167,14 +188,38 @@ def sample_sequence(model, request: SequenceRequest, progress=None, share: Share
             if progress is not None:
                 progress(offset + step + 1, total, x0[middle:middle + 1])
 
-        index = torch.tensor(chunk)
+        index = torch.tensor(rows)
         samples = comfy.samplers.sample(
-            model_chunk, request.noise[index], select_frames(request.positive, chunk), request.negative,
-            request.cfg, model_chunk.load_device, sampler, sigmas, model_chunk.model_options,
-            latent_image=request.latent[index], callback=callback,
-            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=SequenceSeed(request.seed, request.seed_b))
+            model_run, noise[index], positive_for(rows), settings.negative, settings.cfg, model_run.load_device,
+            sampler, sigmas, model_run.model_options, latent_image=latent[index], callback=callback,
+            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=settings.seed)
         samples = samples.to(comfy.model_management.intermediate_device())
-        for position, frame in enumerate(chunk):
-            if frame in run.produces:
-                result[frame] = samples[position]
+        for position, row in enumerate(rows):
+            if sources.get(row) == number:
+                result[row] = samples[position]
+    return result
+
+
+def sample_sequence(model, request: SequenceRequest, progress=None, share: Share | None = None) -> torch.Tensor:
+    """Denoise every frame of `request`, in as few runs as max_frames_per_batch allows; returns [F, C, H, W].
+
+    With a `share` (samplers/shares.py, made for this request's F frames) only its rows are sampled and
+    only its frames returned, [len(share.frames), C, H, W] in frame order.
+    `progress(done_steps, total_steps, x0_of_a_frame)` is called after every step of every run.
+    """
+    frames = len(request.coefficients)
+    layout = FrameLayout.between(request.coefficients)
+    if share is not None and share.rows[-1] >= frames:
+        raise ValueError(f"the share was made for a longer sequence than these {frames} frames.")
+    if share is None:
+        runs, sources = plan_chunks(frames, request.max_frames_per_batch), None
+    else:
+        share_plan = share_runs(layout, share, request.max_frames_per_batch)
+        runs = [run.rows for run in share_plan]
+        sources = {row: number for number, run in enumerate(share_plan) for row in run.produces}
+    settings = RowSampling(request.negative, SequenceSeed(request.seed, request.seed_b), request.steps, request.cfg,
+                           request.sampler_name, request.scheduler, request.denoise, request.options,
+                           request.node_name, request.image_endpoints)
+    result = sample_rows(model, layout, runs, lambda rows: select_frames(request.positive, rows), request.noise,
+                         request.latent, settings, sources=sources, progress=progress)
     return result if share is None else result[list(share.frames)]

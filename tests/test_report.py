@@ -117,7 +117,7 @@ def test_node_is_registered_with_typed_outputs(comfy):
     assert AIDSequenceReport.RETURN_TYPES == ("AID_DISTANCES", "IMAGE", "FLOAT", "FLOAT", "INT")
     assert len(AIDSequenceReport.OUTPUT_TOOLTIPS) == len(AIDSequenceReport.RETURN_TYPES)
     optional = AIDSequenceReport.INPUT_TYPES()["optional"]
-    assert optional["schedule"][0] == "AID_SCHEDULE" and optional["clip_vision"][0] == "CLIP_VISION"
+    assert "AID_SCHEDULE" in optional["schedule"][0].split(",") and optional["clip_vision"][0] == "CLIP_VISION"
 
 
 def test_headless_prompt_reports_a_scheduled_sequence(runner, comfy_base):

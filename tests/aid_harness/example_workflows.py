@@ -778,6 +778,37 @@ def _decode_with_vae(flow: UIWorkflow, vae_source, latent_source, x: int, prefix
     video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
                                           "loop": "ping-pong (no repeated ends)", "hold_first": 2, "hold_last": 2},
                      pos=(x + 260, 160), size=(420, 520))
+# ---------------------------------------------------------------------------------------------
+# keyframe sequences (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+KEYFRAME_TEXT = ("0: a red fox sitting in a snowy forest, winter morning, photo | hold 3 | ease in-out\n"
+                 "+12: a white owl perched on a snowy branch, winter, photo | hold 3 | ease in-out\n"
+                 "+12: a grey wolf in deep snow under the northern lights, photo | hold 3 | ease beta(3, 3)\n"
+                 "+12: a black cat on a frosty stone wall at night, moonlight, photo | hold 3")
+IMAGE_KEYFRAME_TEXT = "0: a high quality photo, detailed, soft light | hold 2\n+8:\n+8: | hold 2"
+
+
+def _keyframe_sampler(flow: UIWorkflow, ckpt, keyframes, negative, loop: bool, image_keys=None):
+    sampler = flow.add("AIDKeyframeSampler", {"width": 512, "height": 512, "seed": 42, "steps": 25, "cfg": 7.0,
+                                              "sampler_name": "euler", "scheduler": "normal", "total_frames": 0,
+                                              "loop": loop, "max_frames_per_batch": 16}, pos=(1180, 160),
+                       size=(340, 640))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(keyframes, 0, sampler, "keyframes")
+    flow.link(negative, 0, sampler, "negative")
+    if image_keys is not None:
+        flow.link(image_keys, 0, sampler, "image_keys")
+    return sampler
+
+
+def _keyframe_video(flow: UIWorkflow, ckpt, sampler, prefix: str, loop: str):
+    """VAE Decode and AID Frames to Video ('forward' plays a closed loop seamlessly)."""
+    decode = flow.add("VAEDecode", pos=(1560, 160), size=(220, 50))
+    flow.link(sampler, "latent", decode, "samples")
+    flow.link(ckpt, "VAE", decode, "vae")
+    video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
+                                          "loop": loop}, pos=(1820, 160), size=(420, 520))
     flow.link(decode, "IMAGE", video, "images")
     return decode
 
@@ -854,3 +885,52 @@ def use_stand_in_text_encoders(prompt: dict, stand_ins: dict[str, str]) -> dict:
         elif node["class_type"] == "TripleCLIPLoader":
             node["class_type"], node["inputs"] = "CLIPLoader", {"clip_name": inputs["clip_name1"], "type": "sd3"}
     return prompt
+def aid_keyframes(object_info: dict) -> dict:
+    """Four keys with holds and per-segment easing in a closed loop -> AID Keyframe Sampler -> a looping video."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    keyframes = flow.add("AIDKeyframes", {"text": KEYFRAME_TEXT, "pre_text": "", "app_text": "highly detailed"},
+                         pos=(380, 0), size=(680, 260), title="Keyframes (one line per key)")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 320),
+                        size=(400, 130), title="Negative prompt")
+    for node in (keyframes, negative):
+        flow.link(ckpt, "CLIP", node, "clip")
+    sampler = _keyframe_sampler(flow, ckpt, keyframes, negative, loop=True)
+    decode = _keyframe_video(flow, ckpt, sampler, "AID/keyframes", "forward")
+    report = flow.add("AIDSequenceReport", {"metric": "auto", "filename_prefix": "AID/keyframes_report"},
+                      pos=(1820, 720), size=(420, 560))
+    flow.link(decode, "IMAGE", report, "frames")
+    flow.link(sampler, "schedule", report, "schedule")
+    return flow.to_json()
+
+
+def aid_image_keyframes(object_info: dict) -> dict:
+    """Three images as keys through IP-Adapter: the picture morphs from the first to the second to the third."""
+    flow = UIWorkflow(object_info)
+    ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
+    keyframes = flow.add("AIDKeyframes", {"text": IMAGE_KEYFRAME_TEXT}, pos=(380, 0), size=(420, 200),
+                         title="Keyframes (an empty prompt repeats the one before)")
+    negative = flow.add("CLIPTextEncode", {"text": "blurry, low quality, watermark, text"}, pos=(380, 240),
+                        size=(400, 130), title="Negative prompt")
+    for node in (keyframes, negative):
+        flow.link(ckpt, "CLIP", node, "clip")
+    clip_vision, ipadapter = _image_prompt_models(flow, "ip-adapter-plus_sd15.safetensors", 320)
+    loads = [flow.add("LoadImage", {"image": f"image_{name}.png"}, pos=(380 + 210 * i, 420), size=(200, 320),
+                      title=f"Image {i + 1} (key {i + 1})") for i, name in enumerate("abc")]
+    batch = flow.add("ImageBatch", pos=(380, 780), size=(200, 50))
+    flow.link(loads[0], "IMAGE", batch, "image1")
+    flow.link(loads[1], "IMAGE", batch, "image2")
+    batch_all = flow.add("ImageBatch", pos=(600, 780), size=(200, 50))
+    flow.link(batch, 0, batch_all, "image1")
+    flow.link(loads[2], "IMAGE", batch_all, "image2")
+    image_keys = flow.add("AIDIPAdapterKeys", {"weight": 0.8}, pos=(840, 520), size=(300, 130))
+    flow.link(ipadapter, 0, image_keys, "ipadapter")
+    flow.link(clip_vision, 0, image_keys, "clip_vision")
+    flow.link(batch_all, 0, image_keys, "images")
+    sampler = _keyframe_sampler(flow, ckpt, keyframes, negative, loop=False, image_keys=image_keys)
+    _keyframe_video(flow, ckpt, sampler, "AID/image_keyframes", "ping-pong (no repeated ends)")
+    return flow.to_json()
+
+
+WORKFLOWS["aid_keyframes.json"] = aid_keyframes
+WORKFLOWS["aid_image_keyframes.json"] = aid_image_keyframes

@@ -18,6 +18,9 @@ CORE_PRODUCERS = {
     "VAE": ("CheckpointLoaderSimple", 2), "CONDITIONING": ("CLIPTextEncode", 0), "IMAGE": ("EmptyImage", 0),
     "LATENT": ("EmptyLatentImage", 0), "CLIP_VISION": ("CLIPVisionLoader", 0),
 }
+# Pack types whose first producer in name order cannot make a valid value alone (one AID Keyframe is one key;
+# a sequence needs two): the node that can.
+PACK_PRODUCERS = {"AID_KEYFRAMES": ("AIDKeyframes", 0)}
 # Test sizes: every run stays at seconds on a CPU with the tiny models.
 SMALL = {"width": 64, "height": 64, "steps": 2, "frames": 3, "exploration_frames": 4, "max_trials": 2,
          "frames_per_round": 2, "batch_size": 3, "fps": 8.0}
@@ -65,6 +68,8 @@ class PromptBuilder:
         """(class_type, output index) of a node that makes `socket_type`."""
         if socket_type in CORE_PRODUCERS and CORE_PRODUCERS[socket_type][0] in self.object_info:
             return CORE_PRODUCERS[socket_type]
+        if socket_type in PACK_PRODUCERS and PACK_PRODUCERS[socket_type][0] in self.object_info:
+            return PACK_PRODUCERS[socket_type]
         for name in pack_nodes(self.object_info):
             outputs = self.object_info[name].get("output", [])
             if socket_type in outputs:
