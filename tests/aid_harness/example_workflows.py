@@ -778,6 +778,10 @@ def _decode_with_vae(flow: UIWorkflow, vae_source, latent_source, x: int, prefix
     video = flow.add("AIDFramesToVideo", {"filename_prefix": prefix, "format": "mp4 (h264)", "fps": 8.0,
                                           "loop": "ping-pong (no repeated ends)", "hold_first": 2, "hold_last": 2},
                      pos=(x + 260, 160), size=(420, 520))
+    flow.link(decode, "IMAGE", video, "images")
+    return decode
+
+
 # ---------------------------------------------------------------------------------------------
 # keyframe sequences (issue 14)
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ CORE_PRODUCERS = {
 PACK_PRODUCERS = {"AID_KEYFRAMES": ("AIDKeyframes", 0)}
 # Test sizes: every run stays at seconds on a CPU with the tiny models.
 SMALL = {"width": 64, "height": 64, "steps": 2, "frames": 3, "exploration_frames": 4, "max_trials": 2,
-         "frames_per_round": 2, "batch_size": 3, "fps": 8.0}
+         "frames_per_round": 2, "batch_size": 3, "fps": 8.0, "iterations": 1, "candidates": 2}
 # Sockets that need a producer other than the default one: (consumer, input) -> (producer, its widgets).
 SOCKET_PRODUCERS = {("AIDInvertImage", "image"): ("EmptyImage", {"batch_size": 1})}  # one photo; a batch is refused
 # The message every pack error has (errors.AIDInputError): "<node>: input '<name>': <problem> Fix: <fix>".
