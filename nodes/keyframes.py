@@ -16,6 +16,7 @@ from ..samplers.keyframe_text import KeyframeError, parse_keyframes, parse_posit
 from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
 from .ipadapter import encode_images
 from .sampler import AIDSampler, sampler_progress
+from .text_encode import MAX_PROMPT_CHARACTERS
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
 from .widgets import fusion_input, interpolation_inputs, interpolation_options
 
@@ -54,6 +55,14 @@ def _encoder(clip):
     return encode
 
 
+def _check_prompt_length(name: str, prompt: str) -> None:
+    """Refuse a prompt longer than any text encoder reads, before it is tokenised."""
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise AIDInputError(TEXT_NODE, name, f"a prompt is {len(prompt):,} characters long, over the "
+                            f"{MAX_PROMPT_CHARACTERS:,} this node encodes.", "shorten it (the text encoders read a "
+                            "few hundred tokens at most).")
+
+
 class AIDKeyframes:
     """Keyframes from a schedule text: one line per key, encoded with the checkpoint's CLIP."""
 
@@ -87,10 +96,15 @@ class AIDKeyframes:
         if clip is None:
             raise AIDInputError(TEXT_NODE, "clip", "no CLIP is connected (the checkpoint has no text encoder).",
                                 "connect the CLIP output of Load Checkpoint.")
+        for name, value in (("pre_text", pre_text), ("app_text", app_text)):
+            _check_prompt_length(name, value)
         try:
             specs = parse_keyframes(text, pre_text, app_text)
         except KeyframeError as error:
             raise keyframe_error(TEXT_NODE, "text", error) from None
+        for spec in specs:  # the CLIP tokenizer would spend minutes on a pasted megabyte
+            _check_prompt_length("text", spec.prompt)
+            _check_prompt_length("text", spec.guide or "")
         encode = _encoder(clip)
         keys = tuple(Keyframe(encode(spec.prompt), spec.position, spec.hold, spec.seed, spec.easing,
                               encode(spec.guide) if spec.guide else None, spec.source, spec.text, spec.prompt)

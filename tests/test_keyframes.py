@@ -271,3 +271,22 @@ def test_prompt_lengths_whose_common_multiple_is_huge_are_refused_before_samplin
                               previous=AIDKeyframe().build(long(7), "0", 1, "linear", "", -1)[0])[0]
     with pytest.raises(AIDInputError, match=r"4851 tokens"):  # two keys (539 and 693 tokens) pass it too
         keyframe_sample(sd15_tiny[0], two, conds["neg"])
+
+
+class UnusedClip:
+    """A CLIP socket value that fails the test if anything is encoded with it."""
+
+    def tokenize(self, *args, **kwargs):
+        raise AssertionError("the prompt should have been refused before encoding")
+
+    encode_from_tokens = tokenize
+
+
+@pytest.mark.parametrize("name", ["text", "pre_text", "app_text"])
+def test_megabyte_prompts_are_refused_before_encoding(name):
+    """The server fuzz test's 1 MB app_text (some 250,000 tokens on every key) kept the host encoding for 30 min."""
+    inputs = {"text": "0: a dog\n+4: a cat", "pre_text": "", "app_text": ""}
+    inputs[name] = "0: " + "x" * (1 << 20) if name == "text" else "x" * (1 << 20)
+    with pytest.raises(AIDInputError, match=rf"AID Keyframes: input '{name}': a prompt is 1,048,5\d\d characters "
+                                            r"long.*Fix: shorten it"):
+        AIDKeyframes().build(UnusedClip(), **inputs)
