@@ -25,7 +25,9 @@ PACK_PRODUCERS = {"AID_KEYFRAMES": ("AIDKeyframes", 0)}
 SMALL = {"width": 64, "height": 64, "steps": 2, "frames": 3, "exploration_frames": 4, "max_trials": 2,
          "frames_per_round": 2, "batch_size": 3, "fps": 8.0, "iterations": 1, "candidates": 2}
 # Sockets that need a producer other than the default one: (consumer, input) -> (producer, its widgets).
-SOCKET_PRODUCERS = {("AIDInvertImage", "image"): ("EmptyImage", {"batch_size": 1})}  # one photo; a batch is refused
+# One photo, one image to optimise: a batch is refused by these nodes.
+SOCKET_PRODUCERS = {("AIDInvertImage", "image"): ("EmptyImage", {"batch_size": 1}),
+                    ("AIDSpatialTemporalWeightOptimiser", "latent_image"): ("EmptyLatentImage", {"batch_size": 1})}
 # The message every pack error has (errors.AIDInputError): "<node>: input '<name>': <problem> Fix: <fix>".
 NAMED_ERROR = re.compile(r"^(?P<node>[^:\n]+): input '(?P<input>[^']+)': .+ Fix: \S.*", re.S)
 PLANTED = "aid-fuzz-"  # prefix of the corrupt model files the test puts into the model folders
