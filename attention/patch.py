@@ -33,6 +33,20 @@ class FrameCountError(ValueError):
     """The UNet batch does not hold the number of frames the schedule describes."""
 
 
+def with_added_terms(added, out, q, k, v, extra_options):
+    """`out` plus the .add()-ed terms (IPAdapter_plus's protocol) whose sigma range holds the current sigma,
+    as IPAdapter_plus's own Attn2Replace adds them."""
+    if not added:
+        return out
+    sigmas = extra_options.get("sigmas")
+    sigma = float(sigmas.reshape(-1)[0]) if sigmas is not None else 999999999.9
+    dtype = out.dtype
+    for callback, kwargs in added:
+        if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
+            out = out + callback(out, q, k, v, extra_options, **kwargs)
+    return out.to(dtype)
+
+
 @dataclass(frozen=True)
 class InterpolationSettings:
     """What one installed patch needs: the frames in the batch, mode and active range.
@@ -142,19 +156,8 @@ class InterpolationPatch:
             out = self._hold_outside_map(out, q, k, v, extra_options, positive, frames)
         if self.image_branch is not None:
             out = out + self.image_branch(q, extra_options, positive, settings.frame_layout(), active)
-        return self._with_added_terms(out, q, k, v, extra_options)
+        return with_added_terms(self.added, out, q, k, v, extra_options)
 
-    def _with_added_terms(self, out, q, k, v, extra_options):
-        """Add the .add()-ed terms whose sigma range holds the current sigma, as Attn2Replace does."""
-        if not self.added:
-            return out
-        sigmas = extra_options.get("sigmas")
-        sigma = float(sigmas.reshape(-1)[0]) if sigmas is not None else 999999999.9
-        dtype = out.dtype
-        for callback, kwargs in self.added:
-            if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
-                out = out + callback(out, q, k, v, extra_options, **kwargs)
-        return out.to(dtype)
 
     def _hold_outside_map(self, out, q, k, v, extra_options, positive, frames):
         """Regional interpolation: where c(x) < 1, frames after A (row 0) hold at A, at every step.

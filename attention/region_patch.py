@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .install import UnsupportedModelError, existing_replace_patch, install_keys, transformer_block_keys
-from .patch import comfy_attention
+from .patch import comfy_attention, with_added_terms
 from .regions import LayerMasks, RegionTokens, mix_coefficients, region_mix, repeat_to_tokens
 
 REGION_RUN = "aid_region_run"  # key of the RegionRunState in transformer_options during a sampling run
@@ -123,7 +123,7 @@ class RegionPatch:
             out = self._regional(q, k, v, extra_options, state, regional, chunk_rows)
         else:
             out = self._regional_chained(q, k, v, extra_options, state, regional, chunk_rows)
-        return self._with_added_terms(out, q, k, v, extra_options)
+        return with_added_terms(self.added, out, q, k, v, extra_options)
 
     def _attend(self, q, k, v, extra_options):
         if self.previous is not None:
@@ -219,17 +219,6 @@ class RegionPatch:
         return (torch.cat([repeat_to_tokens(key, tokens) for key in keys]),
                 torch.cat([repeat_to_tokens(value, tokens) for value in values]))
 
-    def _with_added_terms(self, out, q, k, v, extra_options):
-        """Add the .add()-ed terms whose sigma range holds the current sigma, as Attn2Replace does."""
-        if not self.added:
-            return out
-        sigmas = extra_options.get("sigmas")
-        sigma = float(sigmas.reshape(-1)[0]) if sigmas is not None else 999999999.9
-        dtype = out.dtype
-        for callback, kwargs in self.added:
-            if kwargs.get("sigma_end", 0.0) <= sigma <= kwargs.get("sigma_start", float("inf")):
-                out = out + callback(out, q, k, v, extra_options, **kwargs)
-        return out.to(dtype)
 
 
 def install_region_attention(model, node_name: str) -> int:
