@@ -13,12 +13,13 @@ from ..samplers.easing import EASING_NAMES, Easing, EasingError, parse_easing
 from ..samplers.keyframe_sampling import (MAX_RUN_TOKENS, KeyframeRequest, check_conditioning, check_run_tokens,
                                           sample_keyframes)
 from ..samplers.keyframe_text import KeyframeError, parse_keyframes, parse_position
-from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
+from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline, share_plan
 from .ipadapter import encode_images
 from .sampler import AIDSampler, sampler_progress
+from .shares import sequence_share
 from .text_encode import MAX_PROMPT_CHARACTERS
 from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
-from .widgets import fusion_input, interpolation_inputs, interpolation_options
+from .widgets import fusion_input, interpolation_inputs, interpolation_options, share_input
 
 TEXT_NODE = "AID Keyframes"
 KEY_NODE = "AID Keyframe"
@@ -242,7 +243,8 @@ class AIDKeyframeSampler:
     FUNCTION = "sample"
     RETURN_TYPES = ("LATENT", "AID_KEYFRAME_SCHEDULE", "STRING")
     RETURN_NAMES = ("latent", "schedule", "key_frames")
-    OUTPUT_TOOLTIPS = ("One latent per frame of the sequence, in order (decode with VAE Decode).",
+    OUTPUT_TOOLTIPS = ("One latent per frame of the sequence, in order (decode with VAE Decode); with a share, this "
+                       "participant's frames only.",
                        "Each frame's keys and coefficient, for AID Sequence Report.",
                        "The frame of each key, e.g. '0, 12, 24, 36'.")
 
@@ -278,12 +280,13 @@ class AIDKeyframeSampler:
                 **fusion_input(),
                 "image_keys": ("AID_IMAGE_KEYS", {"tooltip": "Optional: one IP-Adapter image per key (AID "
                                                              "IP-Adapter Keys), for image morphing through the keys."}),
+                **share_input(),
             },
         }
 
     def sample(self, model, keyframes, negative, width, height, seed, steps, cfg, sampler_name, scheduler,
                total_frames, loop, mode, layers, start_percent, end_percent, max_frames_per_batch, blend="lerp",
-               fusion="concat", image_keys=None):
+               fusion="concat", image_keys=None, share=None):
         import comfy.samplers
 
         check_choice(SAMPLER_NODE, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -305,6 +308,9 @@ class AIDKeyframeSampler:
         except KeyframeError as error:
             raise keyframe_error(SAMPLER_NODE, "keyframes", error) from None
         plan = plan_keyframes(timeline, max_frames_per_batch)
+        share = sequence_share(SAMPLER_NODE, share, plan.layout, plan.frame_rows)
+        if share is not None:  # this participant samples its frames and the keys they attend to, nothing else
+            plan = share_plan(plan, share, max_frames_per_batch)
         try:
             tokens = check_run_tokens(keyframes, plan)
         except ValueError as error:
@@ -321,11 +327,13 @@ class AIDKeyframeSampler:
         request = KeyframeRequest(keyframes, plan, negative, (latent_format.latent_channels, height // 8, width // 8),
                                   seed, steps, cfg, sampler_name, scheduler, blend=blend, options=options,
                                   node_name=SAMPLER_NODE, image_keys=image_keys)
-        logging.info("%s: %s; %d rows to sample in %d run(s) of at most %d rows; prompts repeated to %s tokens",
-                     SAMPLER_NODE, timeline.describe(), plan.layout.frames, len(plan.runs), plan.max_rows,
-                     "/".join(str(t) for t in sorted(set(tokens))))
+        sampled_rows = len({row for run in plan.runs for row in run.rows})
+        logging.info("%s: %s%s; %d rows to sample in %d run(s) of at most %d rows; prompts repeated to %s tokens",
+                     SAMPLER_NODE, timeline.describe(), f"; {share.describe()}" if share else "", sampled_rows,
+                     len(plan.runs), plan.max_rows, "/".join(str(t) for t in sorted(set(tokens))))
         try:
-            samples = sample_keyframes(model, request, progress=sampler_progress(model))
+            samples = sample_keyframes(model, request, progress=sampler_progress(model),
+                                       frames=share.frames if share else None)
         except UnsupportedModelError as error:
             raise AIDInputError(SAMPLER_NODE, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
         key_frames = ", ".join(str(p) for p in timeline.key_positions())

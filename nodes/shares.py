@@ -37,9 +37,10 @@ class AIDSequenceShare:
     """Name this participant's share of a sequence split across several GPUs or machines."""
 
     DESCRIPTION = ("Splits one sequence across several GPUs or machines, for example ComfyUI-Distributed's master "
-                   "and workers. Connect it to the share input of AID Sampler or AID Smooth Sampler: each "
-                   "participant then samples a contiguous part of the frames (with the endpoints they attend to) "
-                   "and outputs only that part, the first keeping A and the last keeping B, so Distributed "
+                   "and workers. Connect it to the share input of AID Sampler, AID Smooth Sampler or AID "
+                   "Keyframe Sampler: each participant then samples a contiguous part of the frames (with the "
+                   "endpoints or keys they attend to) and outputs only that part, the first keeping A and the last "
+                   "keeping B (or the last key), so Distributed "
                    "Collector gathers the whole sequence in order and it equals a run on one GPU. Drive share_index "
                    "from Distributed Value (0 on the master, n on worker n); the split is fixed, so set share_count "
                    "to the number of participants and give every one the same models.")
@@ -47,7 +48,8 @@ class AIDSequenceShare:
     FUNCTION = "select"
     RETURN_TYPES = ("AID_SHARE",)
     RETURN_NAMES = ("share",)
-    OUTPUT_TOOLTIPS = ("This participant's share, for the share input of AID Sampler or AID Smooth Sampler.",)
+    OUTPUT_TOOLTIPS = ("This participant's share, for the share input of AID Sampler, AID Smooth Sampler or AID "
+                       "Keyframe Sampler.",)
 
     @classmethod
     def INPUT_TYPES(cls):

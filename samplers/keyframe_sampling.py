@@ -109,9 +109,14 @@ def check_run_tokens(keyframes: Keyframes, plan: KeyframePlan, limit: int = MAX_
     return counts
 
 
-def sample_keyframes(model, request: KeyframeRequest, progress=None) -> torch.Tensor:
-    """Denoise every frame of a keyframe sequence; returns [F, C, H, W] in frame order (holds are copies)."""
+def sample_keyframes(model, request: KeyframeRequest, progress=None, frames=None) -> torch.Tensor:
+    """Denoise the rows of the request's plan; returns [F, C, H, W] in frame order (holds are copies).
+
+    `frames` (default: every frame of the sequence) are the output frames to return; a share's plan
+    (samplers/keyframes.py share_plan) samples only the rows of its frames, so pass the share's frames.
+    """
     plan, keyframes = request.plan, request.keyframes
+    frames = range(len(plan.frame_rows)) if frames is None else frames
     latent = torch.zeros((plan.layout.frames, *request.latent_shape))
     seeds = key_seeds(keyframes, request.seed)
     noise = layout_noise(latent, plan.layout, seeds)
@@ -121,4 +126,4 @@ def sample_keyframes(model, request: KeyframeRequest, progress=None) -> torch.Te
     rows = sample_rows(model, plan.layout, [run.rows for run in plan.runs],
                        lambda run_rows: run_conditioning(keyframes, plan, run_rows, request.blend), noise, latent,
                        settings, sources=plan.sources(), progress=progress)
-    return rows[torch.tensor(plan.frame_rows)]
+    return rows[torch.tensor([plan.frame_rows[frame] for frame in frames], dtype=torch.long)]

@@ -14,11 +14,12 @@ Three steps, each a value the next one reads:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..attention.layout import FrameLayout
 from .easing import LINEAR, Easing, EasingError
 from .keyframe_text import KeyframeError, Position, parse_position
+from .shares import Share, share_runs
 
 MIN_ROWS_PER_RUN = 3  # two keys and one frame between them
 
@@ -307,6 +308,16 @@ def plan_keyframes(timeline: Timeline, max_rows: int = 0) -> KeyframePlan:
         runs = _greedy_runs(layout, key_rows, low)
     planned = tuple(PlannedRun(tuple(sorted(needed)), tuple(stretch)) for stretch, needed in runs)
     return KeyframePlan(timeline, layout, tuple(frame_rows), tuple(key_rows), planned)
+
+
+def share_plan(plan: KeyframePlan, share: Share, max_rows: int = 0) -> KeyframePlan:
+    """The plan of one participant's share (samplers/shares.py): only the rows it samples, in its own runs.
+
+    The share's frames come out of these runs exactly as out of the whole plan's (a frame depends on its row
+    and its segment's two keys only); `max_rows` bounds its runs as plan_keyframes' max_rows does.
+    """
+    runs = share_runs(plan.layout, share, max_rows)
+    return replace(plan, runs=tuple(PlannedRun(run.rows, run.produces) for run in runs))
 
 
 def key_seeds(keyframes: Keyframes, seed: int) -> tuple[int, ...]:
