@@ -118,6 +118,24 @@ def test_the_gradient_optimiser_lowers_the_objective_within_its_iterations(comfy
     assert not torch.allclose(weights.table, torch.full_like(weights.table, 0.5)), "Adam moved the weights"
 
 
+def test_the_gradient_optimiser_leaves_the_model_sampling_what_it_sampled_before(comfy, setup):
+    """The optimiser swaps the loaded weights' inference tensors for normal copies (samplers/autograd.py):
+    the same values, so the input model's plain image and its weights stay exactly what they were."""
+    def plain():
+        return comfy["nodes"].common_ksampler(setup["model"], SEED, STEPS, CFG, "euler", "normal", setup["positive"],
+                                              setup["negative"], setup["latent"])[0]["samples"]
+
+    unet = setup["model"].model.diffusion_model
+    before, weights_before = plain(), {name: value.clone() for name, value in unet.state_dict().items()}
+    SpatialTemporalWeightOptimiser().optimise(
+        setup["model"], setup["positive"], setup["negative"], setup["regions"], setup["latent"], SEED, STEPS, CFG,
+        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)
+    after = unet.state_dict()
+    assert after.keys() == weights_before.keys()
+    assert all(torch.equal(after[name], value) for name, value in weights_before.items())
+    assert torch.equal(plain(), before)
+
+
 def test_optimising_needs_a_scorer_and_text_and_one_image(setup):
     sampler = SpatialTemporalSampler()
     args = (setup["model"], setup["positive"], setup["negative"], setup["regions"])
