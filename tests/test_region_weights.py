@@ -10,7 +10,7 @@ import torch
 from aid_harness.compare import close
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.best_frame import AIDCLIPScorerLoader
-from aid_pack.nodes.region_sampler import (ApplySpatialTemporalAttention, SpatialTemporalSampler,
+from aid_pack.nodes.region_sampler import (FIXED, ApplySpatialTemporalAttention, SpatialTemporalSampler,
                                            SpatialTemporalWeightOptimiser)
 from aid_pack.nodes.region_weights import SpatialTemporalWeights
 from aid_pack.nodes.regions import SpatialTemporalRegion
@@ -147,3 +147,49 @@ def test_optimising_needs_a_scorer_and_text_and_one_image(setup):
     batch = {"samples": torch.zeros(2, 4, SIZE // 8, SIZE // 8)}
     with pytest.raises(AIDInputError, match="input 'latent_image'.*per image"):
         sampler.sample(*args, batch, *tail, vae=setup["vae"], scorer=setup["scorer"], prompt_text=PROMPT)
+
+
+@pytest.fixture
+def progress_hook():
+    """Every ProgressBar update (value, total) as the server's hook would see them; the hook restored after."""
+    import comfy.utils
+
+    updates = []
+    saved = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None:
+                                             updates.append((value, total)))
+    yield updates
+    comfy.utils.set_progress_bar_global_hook(saved)
+
+
+@pytest.mark.parametrize("method, iterations, total", [("search", 2, 2 * STEPS), ("gradient", 1, 2 * STEPS),
+                                                       (FIXED, 1, STEPS)])
+def test_the_sampler_shows_progress_over_every_step_it_samples(setup, progress_hook, method, iterations, total):
+    """search: a round of candidates per `iterations`; gradient: each pass and the final sampling."""
+    optimise(setup, method, iterations=iterations, candidates=2)
+    assert [value for value, _ in progress_hook] == list(range(1, total + 1))
+    assert {bar for _, bar in progress_hook} == {total}
+
+
+@pytest.mark.parametrize("method", ["search", "gradient"])
+def test_cancel_stops_the_optimiser_after_the_step_it_is_in_and_the_model_still_samples(comfy, setup, method):
+    import comfy.model_management
+    import comfy.utils
+
+    calls = []
+
+    def cancel_after_first_step(value, total, preview, node_id=None):
+        calls.append(value)
+        comfy.model_management.interrupt_current_processing(True)
+
+    saved = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(cancel_after_first_step)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            optimise(setup, method, iterations=3, candidates=2)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(saved)
+    assert calls == [1], "nothing ran after the step in which the user cancelled"
+    assert not comfy.model_management.processing_interrupted()
+    latent = optimise(setup, FIXED, iterations=1)["result"][0]["samples"]  # the host goes on as before
+    assert torch.isfinite(latent).all()
