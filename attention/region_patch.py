@@ -180,8 +180,8 @@ class RegionPatch:
         coefficients = {chunk: self._coefficients(extra_options, state, q,
                                                   slice(chunk * chunk_rows, (chunk + 1) * chunk_rows))
                         for chunk in regional}
-        needed = [True] + [any(self._needed(c)[index] for c in coefficients.values())
-                           for index in range(set_count - 1)]
+        per_chunk = [self._needed(c) for c in coefficients.values()]  # each check waits for the device: once
+        needed = [True] + [any(chunk_needs[index] for chunk_needs in per_chunk) for index in range(set_count - 1)]
         outs = []
         for index, use in enumerate(needed):
             if not use:
