@@ -29,7 +29,7 @@ import torch
 from ..errors import plural
 from .branches import positive_chunks
 from .joint import attention_with_lse, interpolate_joint, interpolate_joint_lse, interpolated_tokens
-from .patch import FrameCountError, InterpolationSettings
+from .patch import FrameCountError, InterpolationSettings, rows_index
 
 OVERRIDE_KEY = "optimized_attention_override"
 TEXT_TOKENS = "aid_text_tokens"  # text tokens at the start of every joint sequence of this model call
@@ -143,7 +143,7 @@ class JointAttentionOverride:
                 continue
             base = chunk * frames
             for (row_a, row_b), members in segments.items():
-                inner = _rows_index([base + row for row, _ in members], q.device)
+                inner = rows_index([base + row for row, _ in members], q.device)
                 t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
                 a, b = base + row_a, base + row_b
                 ends = (k[a:a + 1], v[a:a + 1], k[b:b + 1], v[b:b + 1])
@@ -157,13 +157,6 @@ class JointAttentionOverride:
                     out = result.new_empty((rows, *result.shape[1:]))
                 out[inner] = result.to(out.dtype)
         return out
-
-
-def _rows_index(rows: list[int], device):
-    """A slice for a run of consecutive rows (a view), else an index tensor."""
-    if rows == list(range(rows[0], rows[-1] + 1)):
-        return slice(rows[0], rows[-1] + 1)
-    return torch.tensor(rows, device=device)
 
 
 def _arguments(args: tuple, kwargs: dict):

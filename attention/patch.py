@@ -203,7 +203,7 @@ class InterpolationPatch:
                 continue
             base = chunk * frames
             for (row_a, row_b), members in segments.items():
-                rows = _rows_index([base + row for row, _ in members], q.device)
+                rows = rows_index([base + row for row, _ in members], q.device)
                 t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
                 a, b = slice(base + row_a, base + row_a + 1), slice(base + row_b, base + row_b + 1)
                 out[rows] = interpolate(settings.mode, q[rows], k[rows], v[rows], k[a], v[a], k[b], v[b], t,
@@ -259,7 +259,7 @@ class InterpolationPatch:
         return torch.where(interior.reshape(-1, 1, 1), interpolated, plain)
 
 
-def _rows_index(rows: list[int], device):
+def rows_index(rows: list[int], device):
     """A slice for a run of consecutive rows (a view), else an index tensor."""
     if rows == list(range(rows[0], rows[-1] + 1)):
         return slice(rows[0], rows[-1] + 1)
