@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from .schedule import beta_interior
+
 EASING_NAMES = ("linear", "ease in", "ease out", "ease in-out", "beta", "custom")
 _CURVES = {
     "linear": lambda u: u,
@@ -52,10 +54,8 @@ class Easing:
                                   f"{'' if interior == 1 else 's'} between its keys.")
             return self.values
         positions = [j / (interior + 1) for j in range(1, interior + 1)]
-        if self.name == "beta":
-            from scipy.stats import beta as beta_distribution
-
-            values = tuple(float(beta_distribution.ppf(u, self.alpha, self.beta)) for u in positions)
+        if self.name == "beta":  # AID Schedule's curve, the same numbers
+            values = beta_interior(interior, self.alpha, self.beta)
         else:
             values = tuple(float(_CURVES[self.name](u)) for u in positions)
         _check_inside(values, f"{self.describe()} gives coefficients too close together for {interior} frames; "
@@ -74,7 +74,8 @@ def _check_inside(values, problem: str) -> None:
         previous = value
 
 
-def _shown(text: str, limit: int = 80) -> str:
+def shown(text: str, limit: int = 80) -> str:
+    """`text` as an error quotes it: at most `limit` characters (a pasted megabyte stays out of the message)."""
     text = text.strip()
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -99,7 +100,7 @@ def parse_easing(text: str) -> Easing:
             raise EasingError(f"beta needs positive alpha and beta, got {alpha:g} and {beta:g}.")
         return Easing("beta", alpha, beta)
     if spoken.startswith("beta"):
-        raise EasingError(f"'{_shown(text)}' is not beta(alpha, beta); write e.g. beta(6, 3).")
+        raise EasingError(f"'{shown(text)}' is not beta(alpha, beta); write e.g. beta(6, 3).")
     listed = re.fullmatch(r"(?:custom\s*)?[\(\[]?(.*?)[\)\]]?", spoken)
     parts = [p for p in re.split(r"[,\s]+", listed.group(1)) if p] if listed else []
     if parts and all(re.fullmatch(_NUMBER, p) for p in parts):
@@ -107,7 +108,7 @@ def parse_easing(text: str) -> Easing:
         if len(values) >= 2 and values[0] == 0.0 and values[-1] == 1.0:
             values = values[1:-1]  # the keys' own 0 and 1 may be written too
         _check_inside(values, "a custom easing lists coefficients strictly between 0 and 1 in increasing order "
-                              f"(got {_shown(', '.join(parts))})")
+                              f"(got {shown(', '.join(parts))})")
         return Easing("custom", values=values)
-    raise EasingError(f"unknown easing '{_shown(text)}'; use linear, ease in, ease out, ease in-out, beta(a, b) or "
+    raise EasingError(f"unknown easing '{shown(text)}'; use linear, ease in, ease out, ease in-out, beta(a, b) or "
                       "a list of coefficients such as 0.2, 0.5, 0.8.")

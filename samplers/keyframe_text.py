@@ -21,17 +21,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .easing import Easing, EasingError, parse_easing
+from .easing import Easing, EasingError, parse_easing, shown
 
 OPTION_NAMES = {"hold": "hold", "seed": "seed", "ease": "ease", "easing": "ease", "guide": "guide",
                 "guidance": "guide"}
 _INDEX = re.compile(r"""^\s*(?P<quote>["']?)(?P<index>[^"':]*?)(?P=quote)\s*:(?P<rest>.*)$""")
-
-
-def shown(text: str, limit: int = 80) -> str:
-    """`text` as an error quotes it: at most `limit` characters (a pasted megabyte stays out of the message)."""
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class KeyframeError(ValueError):

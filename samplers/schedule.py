@@ -56,14 +56,18 @@ def linear_coefficients(frames: int) -> tuple[float, ...]:
     return tuple([0.0] + [f / (frames - 1) for f in range(1, frames - 1)] + [1.0])
 
 
-def beta_coefficients(frames: int, alpha: float, beta: float) -> tuple[float, ...]:
-    """t_f = inverse CDF of Beta(alpha, beta) at f / (F - 1); alpha = beta = 1 is linear."""
+def beta_interior(count: int, alpha: float, beta: float) -> tuple[float, ...]:
+    """The `count` coefficients strictly between 0 and 1: inverse CDF of Beta(alpha, beta) at j / (count + 1)."""
     from scipy.stats import beta as beta_distribution
 
+    return tuple(float(beta_distribution.ppf(j / (count + 1), alpha, beta)) for j in range(1, count + 1))
+
+
+def beta_coefficients(frames: int, alpha: float, beta: float) -> tuple[float, ...]:
+    """t_f = inverse CDF of Beta(alpha, beta) at f / (F - 1); alpha = beta = 1 is linear."""
     if alpha <= 0 or beta <= 0:
         raise ValueError(f"alpha and beta must be positive, got {alpha:g} and {beta:g}.")
-    interior = [float(beta_distribution.ppf(f / (frames - 1), alpha, beta)) for f in range(1, frames - 1)]
-    coefficients = tuple([0.0] + interior + [1.0])
+    coefficients = (0.0, *beta_interior(frames - 2, alpha, beta), 1.0)
     check_coefficients(coefficients)
     return coefficients
 
