@@ -81,24 +81,6 @@ def _single_row(tensor: torch.Tensor, what: str) -> torch.Tensor:
     return tensor
 
 
-TOKEN_RULES = ("repeat", "equal")
-
-
-def _common_tokens(contexts: dict, rule: str) -> int:
-    """The token count every row gets: the LCM of the prompts' counts ("repeat", exact for UNet cross-attention),
-    or their one shared count ("equal": DiT joint attention, where repeated text keys would outweigh image keys)."""
-    counts = {name: int(context.shape[1]) for name, context in contexts.items()}
-    if rule == "equal":
-        if len(set(counts.values())) > 1:
-            listed = ", ".join(f"{name} {count}" for name, count in counts.items())
-            raise ValueError(f"the prompts have different token counts ({listed}) and this model's joint attention "
-                             "needs equal lengths.")
-        return next(iter(counts.values()))
-    if rule != "repeat":
-        raise ValueError(f"unknown token rule '{rule}', expected one of {', '.join(TOKEN_RULES)}.")
-    return common_token_count(*counts.values())
-
-
 def _row_tensors(values: dict, guided: dict, layout: FrameLayout, method: str) -> torch.Tensor:
     """One row per layout row from per-key tensors [1, ...]: a key row gets its key's, an interior row
     (a, b, t) the guidance of its segment if there is one, else blend(key a, key b, t)."""
@@ -124,7 +106,7 @@ def layout_keys(layout: FrameLayout) -> list[int]:
 
 
 def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guidance: dict | None = None,
-                          names=None, token_rule: str = "repeat"):
+                          names=None):
     """CONDITIONING with one row per row of `layout` (attention/layout.py), for keys K_0, K_1, ... .
 
     `keys[k]` is key k's CONDITIONING; all have the same number of entries and entry i of each is paired.
@@ -155,8 +137,7 @@ def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guida
         widths = {c.shape[-1] for c in contexts.values()}
         if len(widths) != 1:
             raise ValueError(f"the prompts come from different text encoders (widths {sorted(widths)}).")
-        tokens = _common_tokens({(names[n] if isinstance(n, int) else guide_name(n)): c for n, c in contexts.items()},
-                                token_rule)
+        tokens = common_token_count(*(int(c.shape[1]) for c in contexts.values()))
         like = contexts[used[0]]
         contexts = {n: repeat_tokens(c, tokens).to(like) for n, c in contexts.items()}
         context = _row_tensors({k: contexts[k] for k in used}, {s: contexts[s] for s in guided_segments}, layout,
@@ -164,10 +145,10 @@ def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guida
         options = dict(keys[0][index][1])
         sizes = tuple(_sizes(conditioning[index][1]) for conditioning in keys)
         guidances = tuple(conditioning[index][1].get("guidance") for conditioning in keys)
-        counts = tuple(int(conditioning[index][0].shape[1]) for conditioning in keys)
-        counts += tuple(int(guidance[segment][index][0].shape[1]) for segment in guided_segments)
+        token_counts = tuple(int(conditioning[index][0].shape[1]) for conditioning in keys)
+        token_counts += tuple(int(guidance[segment][index][0].shape[1]) for segment in guided_segments)
         options[SEQUENCE_MARKER] = SequenceMarker(layout, None if all(s == sizes[0] for s in sizes) else sizes,
-                                                  counts, None if len(set(guidances)) == 1 else guidances)
+                                                  token_counts, None if len(set(guidances)) == 1 else guidances)
         has_pooled = [conditioning[index][1].get("pooled_output") is not None for conditioning in keys]
         if all(has_pooled):
             pooled = {k: keys[k][index][1]["pooled_output"] for k in used}
