@@ -5,14 +5,13 @@ from ..attention.joint_override import DEFAULT_BLOCKS
 from ..samplers.sequence import patched_model
 from .ipadapter import check_image_endpoints
 from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs,
-                      interpolation_options, supported_family)
+                      interpolation_options)
 
 NODE_NAME = "Apply AID"
 
 
 def patch_for_schedule(node, model, coefficients, options, image_endpoints=None):
-    """patched_model with an unsupported model reported as the node's input error."""
-    supported_family(node, model)
+    """patched_model once the image endpoints suit the model (interpolation_options has checked its family)."""
     check_image_endpoints(node, image_endpoints, model)
     return patched_model(model, coefficients, options, node, image_endpoints)
 
