@@ -169,30 +169,24 @@ class IPAdapter:
         """Adapter inputs [N, ...] -> image tokens [N, T_img, context] through the image projection."""
         return self.image_proj(states.float())
 
-    def key_inputs(self, encode, images):
-        """([states of each key], uncond states) from one IMAGE [1, H, W, 3] per key (see endpoint_inputs)."""
-        images = list(images)
-        batch = images + ([torch.zeros_like(images[0][:1])] if self.plus else [])
-        states = encode(batch, self.clip_input)
-        keys = [self.endpoint_states(s) for s in states[:len(images)]]
-        uncond = self.endpoint_states(states[-1]) if self.plus else torch.zeros_like(keys[0])
-        return keys, uncond
-
-    def endpoint_inputs(self, encode, image_a, image_b):
-        """(states_A or None, states_B, uncond states): the adapter's inputs, from IMAGE batches [B, H, W, 3].
+    def image_states(self, encode, images):
+        """([the adapter's input for each IMAGE batch [B, H, W, 3]], uncond input), from one encode call.
 
         `encode(images, name)` returns CLIP-vision output `name` (image_embeds or
         penultimate_hidden_states) of each IMAGE batch in the list. The uncond input is zero embeds
         (base) or a black image's states (plus), as IP-Adapter was trained.
         """
-        images = [image_b] + ([] if image_a is None else [image_a])
-        if self.plus:
-            images.append(torch.zeros_like(image_b[:1]))  # black at any size is black after CLIP's resize
-        states = encode(images, self.clip_input)
-        states_b = self.endpoint_states(states[0])
-        states_a = None if image_a is None else self.endpoint_states(states[1])
-        uncond = self.endpoint_states(states[-1]) if self.plus else torch.zeros_like(states_b)
-        return states_a, states_b, uncond
+        images = list(images)
+        batch = images + ([torch.zeros_like(images[0][:1])] if self.plus else [])  # black at any size stays black
+        states = encode(batch, self.clip_input)
+        inputs = [self.endpoint_states(s) for s in states[:len(images)]]
+        uncond = self.endpoint_states(states[-1]) if self.plus else torch.zeros_like(inputs[0])
+        return inputs, uncond
+
+    def endpoint_inputs(self, encode, image_a, image_b):
+        """(states_A or None, states_B, uncond states): image_states for endpoint B and, if given, A."""
+        inputs, uncond = self.image_states(encode, [image_b] + ([] if image_a is None else [image_a]))
+        return (None if image_a is None else inputs[1]), inputs[0], uncond
 
 
 def clip_vision_hint(adapter: IPAdapter) -> str:

@@ -222,8 +222,8 @@ class AIDIPAdapterKeys:
             raise AIDInputError(IMAGE_KEYS_NODE, "images", f"got {count} image(s); image keys need one per key, two "
                                 "or more.", "join the key images with Image Batch.")
         try:
-            states, uncond = ipadapter.key_inputs(lambda batch, name: encode_images(clip_vision, batch, name),
-                                                  [images[i:i + 1] for i in range(images.shape[0])])
+            states, uncond = ipadapter.image_states(lambda batch, name: encode_images(clip_vision, batch, name),
+                                                    [images[i:i + 1] for i in range(images.shape[0])])
         except ImagePromptMismatchError as error:
             raise AIDInputError(IMAGE_KEYS_NODE, "clip_vision", str(error),
                                 "load the CLIP vision model the IP-Adapter was trained with.") from None
