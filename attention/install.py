@@ -98,18 +98,28 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
         setter = model.set_model_attn1_replace if attention_name == "attn1" else model.set_model_attn2_replace
         layer_settings = settings if interpolate_here else replace(settings, active=False)
         for key, layer in install_keys(keys, attention_name, replace_patches):
-            previous = existing_replace_patch(model.model_options, attention_name, key)
-            outer = previous if getattr(previous, "stays_outermost", False) else None
-            if outer is not None:  # region attention stays outside: AID goes inside it (see _remove_interpolation)
-                previous = outer.previous
+            # region attention stays outside: AID goes inside it (see _remove_interpolation)
+            outer, previous = split_outermost(existing_replace_patch(model.model_options, attention_name, key))
             patch = InterpolationPatch(layer_settings, previous, branches.get(layer))
-            setter(outer.with_previous(patch) if outer is not None else patch, *key)
+            setter(rewrapped(outer, patch), *key)
             chained += previous is not None
         count += len(keys)
     if chained and settings.fusion == "lse" and settings.active:
         logging.warning("%s: fusion 'lse' cannot see inside another pack's attention patch; the %d patched "
                         "layers chained to one join key sets (concat) instead.", settings.node_name, chained)
     return count
+
+
+def split_outermost(patch):
+    """(the patch that must stay outermost, or None; what goes inside it): region attention wraps AID's patch."""
+    if getattr(patch, "stays_outermost", False):
+        return patch, patch.previous
+    return None, patch
+
+
+def rewrapped(outer, inner):
+    """`inner` back inside the outermost patch split_outermost took off (as is when there was none)."""
+    return outer.with_previous(inner) if outer is not None else inner
 
 
 def _remove_interpolation(model, attention_name: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..attention.install import rewrapped, split_outermost
 from ..attention.patch import InterpolationPatch
 from ..attention.regions import CoefficientMap, LayerMasks
 from .region_layout import RegionLayout
@@ -27,12 +28,11 @@ def regional_interpolation_model(model, layout: RegionLayout):
     for name in ("attn1", "attn2"):
         patches = replace_patches.get(name, {})
         for key, patch in list(patches.items()):
-            outer = patch if getattr(patch, "stays_outermost", False) else None
-            inner = outer.previous if outer is not None else patch
+            outer, inner = split_outermost(patch)
             if not isinstance(inner, InterpolationPatch):
                 continue
             restricted = replace(inner, settings=replace(inner.settings, coefficient_map=coefficient_map))
-            patches[key] = outer.with_previous(restricted) if outer is not None else restricted
+            patches[key] = rewrapped(outer, restricted)
             count += 1
     if not count:
         raise NoInterpolationError("the model has no AID interpolation patch.")
