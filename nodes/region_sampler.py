@@ -225,6 +225,8 @@ def optimisation_report(result, method, iterations, learning_rate, candidates) -
         parts = [f"image {result.best_terms[0]:.4f}"] + [f"{name} {term:.4f}"
                                                          for name, term in zip(result.names, result.best_terms[1:])]
         lines.append("best setting, 1 - cos: " + ", ".join(parts))
+    moved = "the last pass's weights" if method == "gradient" else "the best setting"
+    lines.append(f"largest change of a weight from its start ({moved}): {result.largest_move:.4f}")
     lines.append("weights per step:\n" + result.weights.describe())
     return "\n".join(lines)
 

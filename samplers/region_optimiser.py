@@ -67,6 +67,7 @@ class OptimisationResult:
     rounds: list = field(default_factory=list)  # per round: objectives of the settings evaluated in it
     best_terms: list = field(default_factory=list)  # 1 - cos for the image, then per region, of the best
     mix: str = "convex"
+    largest_move: float = 0.0  # the largest change of any weight from its start (gradient: by the last pass)
 
     @property
     def start_objective(self) -> float:
@@ -179,6 +180,7 @@ def optimise_gradient(model, vae, objective, request: RegionRequest, passes: int
             value = objective(_decode(vae, latent))
             best = _keep_best(best, value, parameter, latent)
             result.rounds.append([float(value.total[0])])
+            result.largest_move = float((parameter.detach()[:, 0] - start).abs().max()) if start.numel() else 0.0
     return _finish(result, best, names, percents, request.mix)
 
 
@@ -226,6 +228,7 @@ def optimise_search(model, vae, objective, request: RegionRequest, rounds: int =
                 best = (float(value.total[row]), value.terms[row].tolist(), rows[:, row:row + 1].clone(),
                         samples[row:row + 1].detach())
         scale *= 0.5
+    result.largest_move = float((best[2][:, 0] - start).abs().max()) if start.numel() else 0.0
     return _finish(result, best, names, percents, request.mix)
 
 

@@ -150,9 +150,11 @@ def test_the_gradient_optimiser_leaves_the_model_sampling_what_it_sampled_before
 
     unet = setup["model"].model.diffusion_model
     before, weights_before = plain(), {name: value.clone() for name, value in unet.state_dict().items()}
-    SpatialTemporalWeightOptimiser().optimise(
+    report = SpatialTemporalWeightOptimiser().optimise(
         setup["model"], setup["positive"], setup["negative"], setup["regions"], setup["latent"], SEED, STEPS, CFG,
-        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)
+        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)["result"][1]
+    moved = float(next(line for line in report.splitlines() if line.startswith("largest change")).split(": ")[-1])
+    assert 0.0 < moved <= 0.05 * 1.001, "one Adam step moves each weight by about the learning rate at most"
     after = unet.state_dict()
     assert after.keys() == weights_before.keys()
     assert all(torch.equal(after[name], value) for name, value in weights_before.items())
