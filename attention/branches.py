@@ -4,7 +4,7 @@ Inside the model one call holds one chunk of rows per conditioning entry the gui
 together; `cond_or_uncond` gives each chunk's index in the list of conds the guider passed to
 calc_cond_batch, which means "0 = positive" only for the plain CFGGuider (DualCFGGuider passes
 [negative, middle, positive]; SAG, PAG and PerpNeg run extra passes). So the patches never read
-meaning from that index: before sampling starts, a wrapper (samplers/branches.py) writes the
+meaning from that index: before sampling starts, a wrapper (samplers/sequence/branches.py) writes the
 uuids of the positive entries under POSITIVE_UUIDS into transformer_options, and a chunk is
 positive exactly when its entry's uuid (transformer_options["uuids"]) is one of them.
 """

@@ -3,7 +3,7 @@
 Each family is recognised by ComfyUI's model class (comfy/model_base.py) and described by what the
 pack needs: its block types, whether its blocks write their own identity into transformer_options,
 its context and pooled widths (for input checks) and how its text encoder pads prompts (for the
-token-length rule of samplers/conditioning.py: joint attention is not invariant to repeated text
+token-length rule of samplers/sequence/conditioning.py: joint attention is not invariant to repeated text
 tokens, so prompts must have equal lengths).
 """
 from __future__ import annotations

@@ -50,11 +50,11 @@ class RegionMixError(AIDInputError):
 
 @dataclass
 class RegionRunState:
-    """What the patches need during one sampling run, written by samplers/region_run.py.
+    """What the patches need during one sampling run, written by samplers/regions/run.py.
 
     layouts: uuid of each prompt entry with regions -> its RegionTokens. masks: the regions per layer.
     weights: the weights at a sigma, weights(sigma or None) -> [rows or 1, N] (rows: one per latent row, for
-    candidate settings sampled side by side; samplers/region_weights.py maps the sigma onto the model's
+    candidate settings sampled side by side; samplers/regions/weights.py maps the sigma onto the model's
     whole schedule). mix: "convex" or "official". negative: uuids of the run's negative prompt entries
     (the official mix's g_u).
     """

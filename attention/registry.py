@@ -1,6 +1,6 @@
 """Which installer puts interpolated attention on a MODEL: UNet replace patches or the DiT joint-attention override.
 
-samplers/sequence.py asks this registry instead of knowing model families itself; a new family gets
+samplers/sequence/sampler.py asks this registry instead of knowing model families itself; a new family gets
 its installer module and one entry here.
 """
 from __future__ import annotations

@@ -138,7 +138,7 @@ def worker(size: int, method: str, model_size: str = "full") -> dict:
     nodes, model, _, _, encode = boot_with_sd15(model_size)
     from aid_pack.nodes.conditioning import AIDConditioning
     from aid_pack.nodes.sampler import AIDSampler
-    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+    from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
     a, b, negative = encode("a photo of a dog"), encode("a photo of a car"), encode("blurry")
     schedule = InterpolationSchedule(linear_coefficients(FRAMES), "linear")

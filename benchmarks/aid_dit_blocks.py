@@ -54,7 +54,7 @@ def main(argv=None) -> int:
 
     from aid_pack.nodes.sampler import AIDSampler
     from aid_pack.scoring.metrics import consistency, smoothness
-    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+    from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
     config = comfy.supported_models.Flux(dict(CONFIG))
     config.set_inference_dtype(torch.float32, None)

@@ -96,7 +96,7 @@ def sampling_worker(method: str, size: int, steps: int, text_tokens: int, double
     from aid_harness.dit_models import dit_conditioning
     from aid_pack.nodes.conditioning import AIDConditioning
     from aid_pack.nodes.sampler import AIDSampler
-    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+    from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
     with torch.inference_mode():
         model = _flux_model(host_, double, single)
@@ -128,7 +128,7 @@ def attention_worker(method: str, image_tokens: int, text_tokens: int) -> dict:
     from aid_pack.attention.branches import POSITIVE_UUIDS
     from aid_pack.attention.joint_override import TEXT_TOKENS, JointAttentionOverride
     from aid_pack.attention.patch import InterpolationSettings
-    from aid_pack.samplers.schedule import linear_coefficients
+    from aid_pack.samplers.sequence.schedule import linear_coefficients
 
     tokens = image_tokens + text_tokens
     generator = torch.Generator().manual_seed(0)

@@ -49,7 +49,7 @@ def _drift(nodes, model, inversion, source, negative, latent, steps: int) -> dic
     """Relative error of re-generating prompt A from the inverted noise without and with the hold, at cfg 1 and 7."""
     import torch
 
-    from aid_pack.samplers.inversion import held_model
+    from aid_pack.samplers.editing.inversion import held_model
 
     empty = {"samples": torch.zeros_like(latent)}
     result = {}
@@ -70,7 +70,7 @@ def worker(size: int, method: str, model_size: str, steps: int = STEPS) -> dict:
     nodes, model, _, vae, encode = boot_with_sd15(model_size)
     from aid_pack.nodes.editing import AIDInvertImage
     from aid_pack.nodes.sampler import AIDSampler
-    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+    from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
     source, target, negative = encode("a photo of a cabin by a lake"), encode("a cabin by a lake in winter"), \
         encode("blurry")

@@ -46,7 +46,7 @@ def worker(frames: int, max_rows: int, size: int, model_size: str) -> dict:
 
     nodes, model, clip, _, encode = boot_with_sd15(model_size)
     from aid_pack.nodes.keyframes import AIDKeyframes, AIDKeyframeSampler
-    from aid_pack.samplers.keyframes import plan_keyframes, resolve_timeline
+    from aid_pack.samplers.keyframes.plan import plan_keyframes, resolve_timeline
 
     text = "\n".join(f"{place}: {prompt}" for place, prompt in zip(("0", "25%", "50%", "75%"), PROMPTS))
     keys = AIDKeyframes().build(clip, text)[0]

@@ -51,9 +51,9 @@ def main(argv=None) -> int:
 
     nodes, model, clip, vae, encode = boot_with_sd15("tiny")
     from aid_pack.scoring.metrics import PixelDistance
-    from aid_pack.samplers.sequence import SequenceRequest
-    from aid_pack.samplers.smooth import auto_beta, dynamic_selection
-    from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step
+    from aid_pack.samplers.sequence.sampler import SequenceRequest
+    from aid_pack.samplers.smooth.selection import auto_beta, dynamic_selection
+    from aid_pack.samplers.smooth.sampling import DiffusionFrames, unet_rows_per_step
 
     a, b, negative = encode("a photo of a dog"), encode("a photo of a car"), encode("blurry")
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..attention.joint_override import DEFAULT_BLOCKS
-from ..samplers.sequence import patched_model
+from ..samplers.sequence.sampler import patched_model
 from .ipadapter import check_image_endpoints
 from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs,
                       interpolation_options)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.conditioning import BLENDS, Guidance, sequence_conditioning
+from ..samplers.sequence.conditioning import BLENDS, Guidance, sequence_conditioning
 from .validation import check_choice
 
 CONDITIONING_NODE = "AID Conditioning"

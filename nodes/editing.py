@@ -5,9 +5,9 @@ AID Sampler takes the same AID_INVERSION on its optional `inversion` input.
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.inversion import (HELD_SAMPLERS, InversionSettings, check_fingerprint, check_sigmas, held_model,
+from ..samplers.editing.inversion import (HELD_SAMPLERS, InversionSettings, check_fingerprint, check_sigmas, held_model,
                                   model_sigmas, record_inversion)
-from ..samplers.sequence_run import WRAPPER_KEY as SEQUENCE_RUN_KEY
+from ..samplers.sequence.run import WRAPPER_KEY as SEQUENCE_RUN_KEY
 from .validation import check_choice, check_conditioning_for_model
 
 INVERT_NODE = "AID Invert Image"

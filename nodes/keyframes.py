@@ -8,12 +8,12 @@ import torch
 from ..attention.image_prompt import ImageKeys, ImagePromptMismatchError
 from ..attention.install import UnsupportedModelError
 from ..errors import AIDInputError
-from ..samplers.conditioning import BLENDS
-from ..samplers.easing import EASING_NAMES, Easing, EasingError, parse_easing
-from ..samplers.keyframe_sampling import (MAX_RUN_TOKENS, KeyframeRequest, check_conditioning, check_run_tokens,
+from ..samplers.sequence.conditioning import BLENDS
+from ..samplers.keyframes.easing import EASING_NAMES, Easing, EasingError, parse_easing
+from ..samplers.keyframes.sampling import (MAX_RUN_TOKENS, KeyframeRequest, check_conditioning, check_run_tokens,
                                           sample_keyframes)
-from ..samplers.keyframe_text import KeyframeError, parse_keyframes, parse_position
-from ..samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline, share_plan
+from ..samplers.keyframes.text import KeyframeError, parse_keyframes, parse_position
+from ..samplers.keyframes.plan import Keyframe, Keyframes, plan_keyframes, resolve_timeline, share_plan
 from .ipadapter import encode_images
 from .sampler import AIDSampler, sampler_progress
 from .shares import sequence_share

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..samplers.noise import SequenceNoise
+from ..samplers.sequence.noise import SequenceNoise
 from .validation import check_image_size
 
 NODE_NAME = "AID Latent"

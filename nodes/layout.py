@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
-from ..samplers.region_layout import DEFAULT_CANVAS, Region, RegionLayout
+from ..samplers.regions.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
+from ..samplers.regions.layout import DEFAULT_CANVAS, Region, RegionLayout
 from ..scoring.region_objective import local_text
-from ..samplers.region_layout import SHAPES
+from ..samplers.regions.layout import SHAPES
 from .regions import CATEGORY, MAX_SIZE, region_ui, regions_input, shape_input
 from .validation import check_choice
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..samplers.region_layout import DISC_RADIUS, RegionLayout
+from ..samplers.regions.layout import DISC_RADIUS, RegionLayout
 
 PALETTE = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 4), (171, 71, 188), (0, 172, 193),
            (255, 112, 67), (158, 157, 36))

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ..attention.install import UnsupportedModelError
 from ..attention.regions import DEFAULT_MIX, MIXES
 from ..errors import AIDInputError
-from ..samplers.region_layout import RegionLayout
-from ..samplers.region_optimiser import (METHODS, RegionRequest, SamplerNotDifferentiableError, optimise_gradient,
+from ..samplers.regions.layout import RegionLayout
+from ..samplers.regions.optimiser import (METHODS, RegionRequest, SamplerNotDifferentiableError, optimise_gradient,
                                          optimise_search, sample_fixed)
-from ..samplers.region_run import region_model
-from ..samplers.region_weights import RegionWeights, WeightsError
-from ..samplers.regional_interpolation import NoInterpolationError, regional_interpolation_model
+from ..samplers.regions.run import region_model
+from ..samplers.regions.weights import RegionWeights, WeightsError
+from ..samplers.regions.interpolation import NoInterpolationError, regional_interpolation_model
 from ..scoring.region_objective import LOCAL_WEIGHT, RegionObjective, local_text
 from .plotting import line_plot
 from .region_weights import weights_plot

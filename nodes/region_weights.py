@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.region_weights import (DEFAULT_WEIGHT, MAX_WEIGHT, RegionWeights, WeightCurve, WeightsError,
+from ..samplers.regions.weights import (DEFAULT_WEIGHT, MAX_WEIGHT, RegionWeights, WeightCurve, WeightsError,
                                        parse_knots)
 from .plotting import line_plot
 from .regions import CATEGORY

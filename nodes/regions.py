@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AIDInputError
-from ..samplers.region_layout import DEFAULT_CANVAS, SHAPES, Region, RegionLayout
+from ..samplers.regions.layout import DEFAULT_CANVAS, SHAPES, Region, RegionLayout
 from .region_preview import layout_preview
 from .ui import save_preview
 from .validation import check_choice

@@ -5,10 +5,10 @@ from __future__ import annotations
 from ..attention.layout import FrameLayout
 from ..attention.joint_override import DEFAULT_BLOCKS
 from ..errors import AIDInputError
-from ..samplers.conditioning import BLENDS
-from ..samplers.inversion import held_model
-from ..samplers.noise import sequence_noise
-from ..samplers.sequence import SequenceRequest, empty_sequence_latent, sample_sequence
+from ..samplers.sequence.conditioning import BLENDS
+from ..samplers.editing.inversion import held_model
+from ..samplers.sequence.noise import sequence_noise
+from ..samplers.sequence.sampler import SequenceRequest, empty_sequence_latent, sample_sequence
 from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options,
                       share_input)
 from .conditioning import build_sequence_conditioning

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError, plural
-from ..samplers.schedule import CURVES, make_schedule
+from ..samplers.sequence.schedule import CURVES, make_schedule
 from .plotting import line_plot
 from .ui import save_preview
 

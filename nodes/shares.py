@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.shares import ShareError, ShareSpec, select_share
+from ..samplers.sequence.shares import ShareError, ShareSpec, select_share
 
 NODE_NAME = "AID Sequence Share"
 MAX_SHARES = 1024
@@ -24,7 +24,7 @@ def share_index_value(value) -> int:
 
 
 def sequence_share(node: str, spec: ShareSpec | None, layout, frame_rows=None):
-    """The Share (samplers/shares.py) a sampler node samples for `spec`; None for the whole sequence."""
+    """The Share (samplers/sequence/shares.py) a sampler node samples for `spec`; None for the whole sequence."""
     if spec is None or spec.whole:
         return None
     try:

@@ -5,11 +5,11 @@ from ..attention.joint_override import DEFAULT_BLOCKS
 from ..attention.layout import FrameLayout
 from ..errors import AIDInputError, plural
 from ..scoring.metrics import METRICS, SequenceDistances, lpips_unavailable_reason, make_frame_distance
-from ..samplers.noise import sequence_noise
-from ..samplers.schedule import InterpolationSchedule, linear_coefficients
-from ..samplers.sequence import SequenceRequest, empty_sequence_latent
-from ..samplers.smooth import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
-from ..samplers.smooth_sampling import DiffusionFrames
+from ..samplers.sequence.noise import sequence_noise
+from ..samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
+from ..samplers.sequence.sampler import SequenceRequest, empty_sequence_latent
+from ..samplers.smooth.selection import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
+from ..samplers.smooth.sampling import DiffusionFrames
 from .widgets import interpolation_options
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints

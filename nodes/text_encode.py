@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..errors import AIDInputError
-from ..samplers.conditioning import Guidance
-from ..samplers.prompt_lengths import PromptLengthError, encode_equal_length
+from ..samplers.sequence.conditioning import Guidance
+from ..samplers.sequence.prompt_lengths import PromptLengthError, encode_equal_length
 
 NODE_NAME = "AID Text Encode (equal length)"
 #: Longest prompt accepted, in characters: far past any encoder's useful length (CLIP reads 75 tokens per

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..attention.install_dit import dit_family
 from ..errors import AIDInputError
-from ..samplers.conditioning import check_token_counts, token_counts
+from ..samplers.sequence.conditioning import check_token_counts, token_counts
 
 FAMILY_BY_WIDTH = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner", 4096: "T5-XXL (Flux, SD3)",
                    3584: "Qwen2.5-VL (Qwen-Image)"}

@@ -11,7 +11,7 @@ from ..attention.joint_override import BLOCKS, DEFAULT_BLOCKS
 from ..attention.patch import LAYERS
 from ..attention.registry import SUPPORTED_MODELS, model_family
 from ..errors import AIDInputError
-from ..samplers.sequence import InterpolationOptions
+from ..samplers.sequence.sampler import InterpolationOptions
 from .validation import check_choice, check_percent_range
 
 

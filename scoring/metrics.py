@@ -1,4 +1,4 @@
-"""The paper's sequence metrics (algorithm.md section 5) and the frame distances they are built on.
+"""The paper's sequence metrics (docs/smooth.md) and the frame distances they are built on.
 
 d_i = distance between frames i and i+1; smoothness = 1 - Gini(d) (1 = perfectly even steps),
 consistency = mean(d) (lower is better). Three distances share one interface, FrameDistance:

@@ -1,4 +1,4 @@
-"""The CLIP objective the spatial-temporal weights are optimised for (spacetime.md section 2), lower is better:
+"""The CLIP objective the spatial-temporal weights are optimised for (docs/spatial-temporal.md), lower is better:
 
     J(image) = (1 - cos(CLIP(image), CLIP(prompt))) + 5 * sum_i (1 - cos(CLIP(crop_i), CLIP(L_i)))
 

@@ -1,4 +1,4 @@
-"""Pick the frame of a sequence that best matches a text by CLIP score (algorithm.md section 8).
+"""Pick the frame of a sequence that best matches a text by CLIP score (docs/smooth.md).
 
 Compositional generation runs PAID between two prompts and keeps the frame whose CLIP image
 embedding is closest to the guidance prompt's text embedding. Plain tensors only; the model

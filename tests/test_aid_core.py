@@ -11,7 +11,7 @@ from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, CFG, SEED = 64, 4, 5.0, 7
 
@@ -134,9 +134,9 @@ def test_cfg_one_and_long_prompts_keep_endpoints(sd15_tiny, prompts, ksample, en
 
 def test_sdxl_family_runs_with_pooled_outputs_interpolated():
     from aid_harness.models import sdxl_conditioning, tiny_sdxl_model
-    from aid_pack.samplers.conditioning import sequence_conditioning
-    from aid_pack.samplers.noise import sequence_noise
-    from aid_pack.samplers.sequence import SequenceRequest, sample_sequence
+    from aid_pack.samplers.sequence.conditioning import sequence_conditioning
+    from aid_pack.samplers.sequence.noise import sequence_noise
+    from aid_pack.samplers.sequence.sampler import SequenceRequest, sample_sequence
     import comfy.sample
 
     model = tiny_sdxl_model()

@@ -1,4 +1,4 @@
-"""Each interpolation mode against a direct per-head formula on small tensors (algorithm.md section 3)."""
+"""Each interpolation mode against a direct per-head formula on small tensors (docs/how-it-works.md)."""
 import pytest
 import torch
 
@@ -17,7 +17,7 @@ def per_head(x, h):
 
 
 def reference(mode, q, k, v, k_a, v_a, k_b, v_b, t):
-    """The formulas of algorithm.md, computed row by row and head by head in float64."""
+    """The formulas of docs/how-it-works.md, computed row by row and head by head in float64."""
     rows = []
     for r in range(q.shape[0]):
         heads = []

@@ -1,6 +1,6 @@
 """Interpolated joint attention (attention/joint.py) and its override, on plain tensors and ComfyUI's attention.
 
-The math is checked against the formulas of dit.md computed head by head in float64; the override is
+The math is checked against the formulas of docs/diffusion-transformers.md computed head by head in float64; the override is
 called the way the host calls it (comfy/ldm/modules/attention.py wrap_attn routes a backend call made
 with transformer_options to it), on the layouts Flux/Qwen-Image ([B, heads, L, d]) and SD3
 ([B, L, heads*d]) pass.
@@ -27,7 +27,7 @@ def direct(q, k, v):
 
 
 def reference(mode, q, k, v, k_a, v_a, k_b, v_b, t, keys: slice):
-    """dit.md's formulas row by row and head by head: own keys (outside the range for non-fused modes) joined
+    """docs/diffusion-transformers.md's formulas row by row and head by head: own keys (outside the range for non-fused modes) joined
     with the endpoints' keys in the range (lerped for the inner modes)."""
     out = torch.empty_like(q)
     tokens = k.shape[2]

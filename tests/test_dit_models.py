@@ -17,7 +17,7 @@ from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning, PAIDGuidance
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, SEED = 64, 3, 7
 CFG = {"flux": 1.0, "sd3": 4.0, "qwen_image": 2.5}

@@ -13,7 +13,7 @@ import torch
 from aid_harness import dit_models
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.text_encode import AIDTextEncodeEqualLength
-from aid_pack.samplers.prompt_lengths import equal_length_tokens
+from aid_pack.samplers.sequence.prompt_lengths import equal_length_tokens
 
 LONG = ", ".join(["a small brown dog running across a wide field of green summer grass"] * 25)
 

@@ -17,8 +17,8 @@ from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.editing import AIDInversionHold, AIDInvertImage
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.inversion import held_model
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.editing.inversion import held_model
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, SEED, FRAMES = 64, 3, 3, 4
 
@@ -307,7 +307,7 @@ def test_editing_cost_benchmark_runs_on_the_tiny_model():
 
 
 def test_a_held_edit_cannot_be_split_across_servers(sd15_tiny, photo, inversion):
-    from aid_pack.samplers.shares import ShareSpec
+    from aid_pack.samplers.sequence.shares import ShareSpec
 
     message = expect_error("AID Sampler", "share", lambda: edit(sd15_tiny, photo, inversion, share=ShareSpec(0, 2)))
     assert "disconnect 'share'" in message

@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aid_pack.samplers.inversion import Inversion, InversionSettings, TrajectoryRecorder, landing_denoised
-from aid_pack.samplers.model_fingerprint import ModelFingerprint
+from aid_pack.samplers.editing.inversion import Inversion, InversionSettings, TrajectoryRecorder, landing_denoised
+from aid_pack.samplers.editing.fingerprint import ModelFingerprint
 
 SIGMAS = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.4, 0.1, 0.0])
 

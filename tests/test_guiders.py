@@ -14,7 +14,7 @@ from aid_harness.compare import close
 from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.latent import AIDLatent
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, CFG, SEED, FRAMES = 64, 3, 5.0, 7, 4
 

@@ -11,7 +11,7 @@ from aid_pack.nodes.conditioning import PAIDGuidance
 from aid_pack.nodes.input_guard import check_socket
 from aid_pack.nodes.schedule import MAX_FRAMES, AIDSchedule
 from aid_pack.nodes.video import output_file
-from aid_pack.samplers.schedule import linear_coefficients, InterpolationSchedule
+from aid_pack.samplers.sequence.schedule import linear_coefficients, InterpolationSchedule
 
 
 def test_every_node_of_the_pack_is_guarded():

@@ -20,7 +20,7 @@ from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.ipadapter import AIDIPAdapterEndpoints, AIDIPAdapterLoader
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 from aid_harness.compare import close
 from test_ipadapter_units import direct_image_proj, direct_resampler
 
@@ -303,9 +303,9 @@ def test_sdxl_plus_morph_endpoint_equals_plain_ip_adapter_generation(comfy):
     import comfy.sample as comfy_sample
     from aid_harness.models import sdxl_conditioning, tiny_sdxl_model
     from aid_pack.attention.ip_adapter_files import load_ip_adapter
-    from aid_pack.samplers.conditioning import sequence_conditioning
-    from aid_pack.samplers.noise import sequence_noise
-    from aid_pack.samplers.sequence import SequenceRequest, patched_model, sample_sequence, InterpolationOptions
+    from aid_pack.samplers.sequence.conditioning import sequence_conditioning
+    from aid_pack.samplers.sequence.noise import sequence_noise
+    from aid_pack.samplers.sequence.sampler import SequenceRequest, patched_model, sample_sequence, InterpolationOptions
 
     path = M.ensure_tiny_sdxl_ipadapter(plus=True)
     adapter = load_ip_adapter(str(path))

@@ -2,9 +2,9 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aid_pack.samplers.easing import Easing, EasingError, parse_easing
-from aid_pack.samplers.keyframe_text import KeyframeError, Position, parse_keyframes
-from aid_pack.samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
+from aid_pack.samplers.keyframes.easing import Easing, EasingError, parse_easing
+from aid_pack.samplers.keyframes.text import KeyframeError, Position, parse_keyframes
+from aid_pack.samplers.keyframes.plan import Keyframe, Keyframes, plan_keyframes, resolve_timeline
 
 
 def keys_of(text, **kwargs):

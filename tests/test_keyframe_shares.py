@@ -13,7 +13,7 @@ from aid_harness.compare import close
 from aid_harness.unet_rows import counting_model
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.shares import AIDSequenceShare
-from aid_pack.samplers.keyframes import plan_keyframes, resolve_timeline
+from aid_pack.samplers.keyframes.plan import plan_keyframes, resolve_timeline
 from test_keyframes import STEPS, conds, keyframe_sample, texts, three_keys  # noqa: F401 (fixtures)
 
 

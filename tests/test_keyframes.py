@@ -12,9 +12,9 @@ from aid_harness.compare import close
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.keyframes import AIDKeyframe, AIDKeyframes, AIDKeyframeSampler
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.conditioning import Guidance
-from aid_pack.samplers.easing import Easing
-from aid_pack.samplers.schedule import InterpolationSchedule
+from aid_pack.samplers.sequence.conditioning import Guidance
+from aid_pack.samplers.keyframes.easing import Easing
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule
 
 SIZE, STEPS, CFG, SEED = 64, 3, 5.0, 7
 SEED_A, SEED_B = 3, 5
@@ -129,7 +129,7 @@ def test_closed_loop_returns_to_the_first_key_without_a_repeated_frame(sd15_tiny
 
 def test_socket_keys_equal_text_keys(sd15_tiny, conds, texts):
     """AID Keyframe nodes chained from CONDITIONING sockets describe the same sequence as the text."""
-    from aid_pack.samplers.keyframes import resolve_timeline
+    from aid_pack.samplers.keyframes.plan import resolve_timeline
 
     text = AIDKeyframes().build(sd15_tiny[1], f"0: {texts['a']} | seed {SEED_A}\n+2: {texts['b']} | ease in")[0]
     first = AIDKeyframe().build(conds["a"], "0", 1, "linear", "", SEED_A)[0]
@@ -222,9 +222,9 @@ def test_sdxl_keys_with_long_prompts_keep_their_plain_generations():
     import comfy.sample
 
     from aid_harness.models import sdxl_conditioning, tiny_sdxl_model
-    from aid_pack.samplers.keyframe_sampling import KeyframeRequest, sample_keyframes
-    from aid_pack.samplers.keyframe_text import Position
-    from aid_pack.samplers.keyframes import Keyframe, Keyframes, plan_keyframes, resolve_timeline
+    from aid_pack.samplers.keyframes.sampling import KeyframeRequest, sample_keyframes
+    from aid_pack.samplers.keyframes.text import Position
+    from aid_pack.samplers.keyframes.plan import Keyframe, Keyframes, plan_keyframes, resolve_timeline
 
     model = tiny_sdxl_model()
     a, b, negative = sdxl_conditioning(1), sdxl_conditioning(2, tokens=154), sdxl_conditioning(3)
@@ -242,7 +242,7 @@ def test_sdxl_keys_with_long_prompts_keep_their_plain_generations():
 def test_the_keyframe_sockets_are_guarded_by_type(three_keys):
     """The input guard knows the keyframe types; AID Sequence Report's schedule takes either schedule."""
     from aid_pack.nodes.input_guard import check_socket
-    from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+    from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
     keyframes, _, timeline, _ = three_keys
     report_schedule = "AID_SCHEDULE,AID_KEYFRAME_SCHEDULE"

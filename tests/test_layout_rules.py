@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from aid_pack.samplers.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
+from aid_pack.samplers.regions.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
 
 LEFT_HALF = (0.03, 0.12, 0.44, 0.76)
 RIGHT_HALF = (0.53, 0.12, 0.44, 0.76)

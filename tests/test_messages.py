@@ -5,8 +5,8 @@ import torch
 from aid_pack.errors import AIDInputError, plural
 from aid_pack.nodes.schedule import AIDSchedule
 from aid_pack.nodes.video import AIDFramesToVideo
-from aid_pack.samplers.noise import SequenceNoise, sequence_noise
-from aid_pack.samplers.schedule import InterpolationSchedule
+from aid_pack.samplers.sequence.noise import SequenceNoise, sequence_noise
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule
 
 
 @pytest.mark.parametrize("count, noun, expected", [

@@ -13,8 +13,8 @@ from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning, PAIDGuidance
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.sampler import AIDSampler
-from aid_pack.samplers.conditioning import repeat_tokens
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.conditioning import repeat_tokens
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, CFG, SEED = 64, 3, 5.0, 11
 LONG = ", ".join(["a small brown dog driving a shiny red car along a coastal road"] * 6)

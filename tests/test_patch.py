@@ -132,7 +132,7 @@ def test_every_installed_key_fires_during_sampling(comfy, sd15_tiny):
     import comfy.sample
 
     model = sd15_tiny[0].clone()
-    from aid_pack.samplers.branches import install_positive_branch_marker
+    from aid_pack.samplers.sequence.branches import install_positive_branch_marker
 
     install_interpolation(model, InterpolationSettings((0.0, 0.5, 1.0)))
     install_positive_branch_marker(model, "test")

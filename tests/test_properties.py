@@ -11,10 +11,10 @@ import torch
 from hypothesis import assume, given, settings, strategies as st
 
 from aid_pack.scoring.metrics import PixelDistance, consistency, gini, smoothness
-from aid_pack.samplers.noise import slerp
-from aid_pack.samplers.schedule import (InterpolationSchedule, beta_coefficients, check_coefficients,
+from aid_pack.samplers.sequence.noise import slerp
+from aid_pack.samplers.sequence.schedule import (InterpolationSchedule, beta_coefficients, check_coefficients,
                                         make_schedule, parse_coefficients)
-from aid_pack.samplers.sequence import plan_chunks
+from aid_pack.samplers.sequence.sampler import plan_chunks
 
 FEW = settings(max_examples=30, deadline=None, derandomize=True)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

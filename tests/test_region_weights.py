@@ -14,8 +14,8 @@ from aid_pack.nodes.region_sampler import (FIXED, ApplySpatialTemporalAttention,
                                            SpatialTemporalWeightOptimiser)
 from aid_pack.nodes.region_weights import SpatialTemporalWeights
 from aid_pack.nodes.regions import SpatialTemporalRegion
-from aid_pack.samplers.region_optimiser import perturbed
-from aid_pack.samplers.region_weights import (RegionWeights, RowWeights, WeightCurve, WeightsError, parse_curve,
+from aid_pack.samplers.regions.optimiser import perturbed
+from aid_pack.samplers.regions.weights import (RegionWeights, RowWeights, WeightCurve, WeightsError, parse_curve,
                                               parse_knots)
 
 SIZE, STEPS, CFG, SEED = 64, 2, 5.0, 21
@@ -142,7 +142,7 @@ def test_the_gradient_optimiser_lowers_the_objective_within_its_iterations(comfy
 
 
 def test_the_gradient_optimiser_leaves_the_model_sampling_what_it_sampled_before(comfy, setup):
-    """The optimiser swaps the loaded weights' inference tensors for normal copies (samplers/autograd.py):
+    """The optimiser swaps the loaded weights' inference tensors for normal copies (samplers/regions/autograd.py):
     the same values, so the input model's plain image and its weights stay exactly what they were."""
     def plain():
         return comfy["nodes"].common_ksampler(setup["model"], SEED, STEPS, CFG, "euler", "normal", setup["positive"],

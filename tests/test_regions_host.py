@@ -276,8 +276,8 @@ class RecordedWeights:
 
 
 def partial_weights(kind, model, names):
-    from aid_pack.samplers.region_optimiser import step_percents
-    from aid_pack.samplers.region_weights import RegionWeights
+    from aid_pack.samplers.regions.optimiser import step_percents
+    from aid_pack.samplers.regions.weights import RegionWeights
 
     if kind == "curve":
         return SpatialTemporalWeights().build("knots", 0.5, 0, 0, "0:0, 0.4:1, 1:0.1")["result"][0]
@@ -291,7 +291,7 @@ def partial_weights(kind, model, names):
 @pytest.mark.parametrize("kind", ["curve", "table"])
 def test_two_ksampler_advanced_stages_get_the_weights_of_one_full_run(comfy, sd15_tiny, texts, two_regions, kind):
     """Stages 0-3 and 3-6 of 6 (KSamplerAdvanced) give the image of one 0-6 run: each sigma gets the same weights."""
-    from aid_pack.samplers.region_run import region_model
+    from aid_pack.samplers.regions.run import region_model
 
     ksampler = comfy["nodes"].common_ksampler
     model = sd15_tiny[0]

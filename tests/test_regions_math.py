@@ -8,8 +8,8 @@ from aid_pack.attention.patch import comfy_attention
 from aid_pack.attention.region_patch import REGION_RUN, RegionMixError, RegionPatch, RegionRunError, RegionRunState
 from aid_pack.attention.regions import (LayerMasks, LayerShapeError, RegionTokens, layer_grid, mix_coefficients,
                                         pool_masks, region_mix)
-from aid_pack.samplers.region_layout import Region, RegionLayout
-from aid_pack.samplers.region_weights import RowWeights
+from aid_pack.samplers.regions.layout import Region, RegionLayout
+from aid_pack.samplers.regions.weights import RowWeights
 
 HEADS, DIM = 2, 8
 

@@ -20,8 +20,8 @@ from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.latent import AIDLatent
 from aid_pack.nodes.region_sampler import AIDRegionalInterpolation, ApplySpatialTemporalAttention
 from aid_pack.nodes.regions import SpatialTemporalRegion
-from aid_pack.samplers.region_layout import Region, RegionLayout
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.regions.layout import Region, RegionLayout
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, CFG, SEED, FRAMES = 64, 2, 5.0, 5, 4
 

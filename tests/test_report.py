@@ -12,7 +12,7 @@ from aid_pack.errors import AIDInputError
 from aid_pack.nodes import report as report_module
 from aid_pack.nodes.report import AIDSequenceReport
 from aid_pack.scoring.metrics import SequenceDistances
-from aid_pack.samplers.schedule import make_schedule
+from aid_pack.samplers.sequence.schedule import make_schedule
 
 
 class AngleClipVision:

@@ -2,7 +2,7 @@
 import pytest
 
 from aid_pack.errors import AIDInputError
-from aid_pack.samplers.schedule import (InterpolationSchedule, beta_coefficients, linear_coefficients,
+from aid_pack.samplers.sequence.schedule import (InterpolationSchedule, beta_coefficients, linear_coefficients,
                                         parse_coefficients)
 from aid_pack.nodes.schedule import AIDSchedule
 

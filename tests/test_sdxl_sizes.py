@@ -8,10 +8,10 @@ import torch
 
 from aid_harness.compare import close
 from aid_harness.models import sdxl_conditioning, tiny_sdxl_model
-from aid_pack.samplers.conditioning import sequence_conditioning
-from aid_pack.samplers.frame_sizes import frame_sizes, resolved_sizes
-from aid_pack.samplers.noise import sequence_noise
-from aid_pack.samplers.sequence import SequenceRequest, sample_sequence
+from aid_pack.samplers.sequence.conditioning import sequence_conditioning
+from aid_pack.samplers.sequence.frame_sizes import frame_sizes, resolved_sizes
+from aid_pack.samplers.sequence.noise import sequence_noise
+from aid_pack.samplers.sequence.sampler import SequenceRequest, sample_sequence
 
 SIZES_A = {"width": 1024, "height": 1024, "crop_w": 0, "crop_h": 0, "target_width": 1024, "target_height": 1024}
 SIZES_B = {"width": 768, "height": 1344, "crop_w": 64, "crop_h": 32, "target_width": 896, "target_height": 1152}

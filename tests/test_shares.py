@@ -1,12 +1,12 @@
-"""Shares of a split sequence (samplers/shares.py): exhaustive small cases of the pure split and its runs."""
+"""Shares of a split sequence (samplers/sequence/shares.py): exhaustive small cases of the pure split and its runs."""
 import math
 
 import pytest
 
 from aid_pack.attention.layout import FrameLayout
-from aid_pack.samplers.schedule import linear_coefficients
-from aid_pack.samplers.sequence import plan_chunks
-from aid_pack.samplers.shares import (ShareError, ShareSpec, rows_needed, select_share, share_runs,
+from aid_pack.samplers.sequence.schedule import linear_coefficients
+from aid_pack.samplers.sequence.sampler import plan_chunks
+from aid_pack.samplers.sequence.shares import (ShareError, ShareSpec, rows_needed, select_share, share_runs,
                                       split_shares)
 
 SMALL = [(frames, count) for frames in range(2, 26) for count in range(1, max(frames - 2, 1) + 1)]

@@ -14,8 +14,8 @@ import torch
 from scipy.stats import beta as beta_distribution
 
 from aid_pack.scoring.metrics import PixelDistance, smoothness
-from aid_pack.samplers.schedule import beta_coefficients, linear_coefficients
-from aid_pack.samplers.smooth import (FrameExplorer, auto_beta, cumulative_progress, dynamic_selection, fit_beta,
+from aid_pack.samplers.sequence.schedule import beta_coefficients, linear_coefficients
+from aid_pack.samplers.smooth.selection import (FrameExplorer, auto_beta, cumulative_progress, dynamic_selection, fit_beta,
                                       lean_toward, path_spread, planned_rounds, refit_trial, smoothest_path,
                                       split_gaps, Trial)
 

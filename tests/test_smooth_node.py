@@ -11,9 +11,9 @@ from aid_pack.errors import AIDInputError
 from aid_pack.nodes.sampler import AIDSampler
 from aid_pack.nodes.smooth import AIDSmoothSampler
 from aid_pack.scoring.metrics import PixelDistance, measure_sequence
-from aid_pack.samplers.sequence import SequenceRequest
-from aid_pack.samplers.smooth import dynamic_selection, planned_rounds
-from aid_pack.samplers.smooth_sampling import DiffusionFrames, unet_rows_per_step
+from aid_pack.samplers.sequence.sampler import SequenceRequest
+from aid_pack.samplers.smooth.selection import dynamic_selection, planned_rounds
+from aid_pack.samplers.smooth.sampling import DiffusionFrames, unet_rows_per_step
 from aid_harness.compare import REL_TOL, close
 from test_aid_core import CFG, SEED, SIZE
 

@@ -12,7 +12,7 @@ from aid_harness.unet_rows import counting_model
 from aid_pack.errors import AIDInputError
 from aid_pack.nodes.sampler import AIDSampler
 from aid_pack.nodes.shares import AIDSequenceShare
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 from test_aid_core import CFG, SEED, SIZE
 from test_smooth_node import smooth
 

@@ -14,7 +14,7 @@ from aid_harness.compare import close
 from aid_pack.nodes.apply import ApplyAID
 from aid_pack.nodes.conditioning import AIDConditioning
 from aid_pack.nodes.latent import AIDLatent
-from aid_pack.samplers.schedule import InterpolationSchedule, linear_coefficients
+from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
 SIZE, STEPS, CFG, SEED = 64, 3, 5.0, 7
 
@@ -101,8 +101,8 @@ def test_keyframe_rows_get_the_slerp_of_their_two_keys_step_noise(comfy):
     """Row (key_a, key_b, t) gets slerp(n_a, n_b, t) of one-image draws; key rows get exactly their key's draw."""
     import comfy.k_diffusion.sampling as k_sampling
     from aid_pack.attention.layout import FrameLayout
-    from aid_pack.samplers.noise import slerp
-    from aid_pack.samplers.step_noise import SharedStepNoise
+    from aid_pack.samplers.sequence.noise import slerp
+    from aid_pack.samplers.sequence.step_noise import SharedStepNoise
 
     layout = FrameLayout(((0, 1, 0.0), (0, 1, 0.4), (0, 1, 1.0), (1, 2, 0.5), (1, 2, 1.0)))
     row = torch.zeros(1, 4, 8, 8)

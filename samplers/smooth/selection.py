@@ -1,4 +1,4 @@
-"""Choosing the coefficients of a sequence for even perceptual steps (algorithm.md section 4).
+"""Choosing the coefficients of a sequence for even perceptual steps (docs/smooth.md).
 
 Two searches over frames that a caller makes on request:
 
@@ -12,7 +12,7 @@ Two searches over frames that a caller makes on request:
 
 Model-free: a search sees `generate(coefficients) -> IMAGE [n, H, W, C]` (the frames at those
 coefficients, in that order) and a FrameDistance. Frames are independent given the endpoints, so a
-round asks `generate` for all of its new frames at once; samplers/smooth_sampling.py turns that
+round asks `generate` for all of its new frames at once; samplers/smooth/sampling.py turns that
 into one batched diffusion run [A, new frames..., B]. No ComfyUI import here.
 """
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import plural
-from ..scoring.metrics import FrameDistance, smoothness
-from .schedule import beta_coefficients
+from ...errors import plural
+from ...scoring.metrics import FrameDistance, smoothness
+from ..sequence.schedule import beta_coefficients
 
 METHODS = ("dynamic selection", "auto beta")
 FIT_BOUNDS = (0.05, 100.0)  # the AID Schedule node's alpha/beta range

@@ -1,11 +1,11 @@
 """What every sampling run of a region-patched model does before its first step (a SAMPLER_SAMPLE wrapper).
 
 Whatever node samples the model (Spatial-Temporal Sampler, KSampler, SamplerCustomAdvanced, ...):
-- every positive prompt entry (samplers/branches.py decides which, by what they are) gets the local
+- every positive prompt entry (samplers/sequence/branches.py decides which, by what they are) gets the local
   prompts of the regions joined to its context along the token axis, and the run state records how
   that context splits, by the entry's uuid;
 - the weights follow the model's whole schedule: each call's sigma is mapped to its schedule percent
-  (samplers/schedule_percent.py), so a partial run (KSamplerAdvanced, SplitSigmas) uses the weights the
+  (samplers/sequence/schedule_percent.py), so a partial run (KSamplerAdvanced, SplitSigmas) uses the weights the
   same sigmas get in one full run;
 - for the official mix, the negative entries' uuids are recorded (g_u is read from their rows), a run
   that would never batch them with the positive rows is refused before its first step (cfg 1 on a
@@ -22,12 +22,12 @@ import math
 
 import torch
 
-from ..attention.region_patch import REGION_RUN, RegionRunState, install_region_attention
-from ..attention.regions import LayerMasks, RegionTokens
-from ..errors import AIDInputError
-from .branches import install_positive_branch_marker, positive_uuids
-from .region_layout import RegionLayout
-from .schedule_percent import SchedulePercent
+from ...attention.region_patch import REGION_RUN, RegionRunState, install_region_attention
+from ...attention.regions import LayerMasks, RegionTokens
+from ...errors import AIDInputError
+from ..sequence.branches import install_positive_branch_marker, positive_uuids
+from .layout import RegionLayout
+from ..sequence.schedule_percent import SchedulePercent
 
 WRAPPER_KEY = "aid.region_run"
 

@@ -8,7 +8,7 @@ with key k's seed (A's and B's for a two-endpoint sequence): the default Gaussia
 Brownian tree, as the sampler would make it.
 
 A sampler gets the shared source through its `noise_sampler` option, set for the duration of one
-run by samplers/sequence_run.py. A sampler that takes no noise_sampler is deterministic (euler,
+run by samplers/sequence/run.py. A sampler that takes no noise_sampler is deterministic (euler,
 dpmpp_2m, uni_pc, ...) or has its own fixed noise (dpm_fast, dpm_adaptive at eta 0) and is left
 alone.
 """
@@ -20,6 +20,7 @@ import inspect
 import torch
 
 from .noise import slerp
+from .seeds import key_seeds_of
 
 # k-diffusion sampler functions whose default step noise is a Brownian tree, with its `cpu` flag.
 BROWNIAN_SAMPLERS = {
@@ -27,26 +28,6 @@ BROWNIAN_SAMPLERS = {
     "sample_dpmpp_3m_sde": True, "sample_dpmpp_sde_gpu": False, "sample_dpmpp_2m_sde_gpu": False,
     "sample_dpmpp_2m_sde_heun_gpu": False, "sample_dpmpp_3m_sde_gpu": False,
 }
-
-
-class SequenceSeed(int):
-    """A sampling seed (the first key's) that also carries every key's seed for the step noise.
-
-    It is an int, so ComfyUI passes it through unchanged as the `seed` of a sampling run
-    (AID Latent's NOISE.seed for SamplerCustomAdvanced, AID Sampler's runs). `key_seeds[k]` is key
-    k's seed: (seed A, seed B) for a two-endpoint sequence.
-    """
-
-    def __new__(cls, seed_a: int, seed_b: int | None = None, key_seeds=None):
-        value = super().__new__(cls, seed_a)
-        value.key_seeds = tuple(int(s) for s in key_seeds) if key_seeds is not None else (
-            int(seed_a), int(seed_a if seed_b is None else seed_b))
-        return value
-
-
-def key_seeds_of(seed) -> tuple[int, ...]:
-    """Every key's seed for a run's `seed`: a SequenceSeed's own, else the one seed for every key."""
-    return getattr(seed, "key_seeds", None) or (int(seed),)
 
 
 class SharedStepNoise:

@@ -1,4 +1,4 @@
-"""Real-image editing: record a latent's inversion trajectory, then hold endpoint A on it (editing.md).
+"""Real-image editing: record a latent's inversion trajectory, then hold endpoint A on it (docs/editing.md).
 
 Record: starting from the image latent at the last sigma of the edit's own schedule, Euler steps run
 the schedule backwards (DDIM-like inversion) under the source prompt, and the latent is kept at every
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import AIDInputError
-from .model_fingerprint import ModelFingerprint, model_fingerprint
+from ...errors import AIDInputError
+from .fingerprint import ModelFingerprint, model_fingerprint
 
 HELD_SAMPLERS = ("euler", "ddim")  # KSampler names whose every step is one Euler step
 RUN_WRAPPER_KEY = "aid.inversion_run"

@@ -5,7 +5,7 @@ neither returns a worse one than its start), with the latent that setting sample
 - gradient (the paper's): the weights [steps, objects] are a leaf tensor; each pass samples the image
   with gradients through the whole trajectory and the VAE decode, scores it, and takes one Adam step
   (default 3 passes, lr 0.005); a last pass without gradients scores the final weights. Memory is
-  bounded by checkpointing (samplers/autograd.py). Adam's first steps move every weight by about the
+  bounded by checkpointing (samplers/regions/autograd.py). Adam's first steps move every weight by about the
   learning rate, so 3 passes at 0.005 move each weight by at most about 0.015: the start decides.
 - search (gradient-free): each round samples M candidate settings as M rows of one batch with the same
   initial and step noise, scores them, and keeps the best; round 1 holds the start and M - 1
@@ -14,7 +14,7 @@ neither returns a worse one than its start), with the latent that setting sample
   scaled to the size of the start's weights.
 With the convex mix weights stay in 0..1; with the official one they are only kept non-negative by
 search and not bounded at all by gradient (as in the paper's code). The result is a table over the
-schedule percents of the run's steps (samplers/region_weights.py).
+schedule percents of the run's steps (samplers/regions/weights.py).
 """
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ import torch
 
 from .autograd import (CheckpointedModelCall, decode_with_gradients, differentiable_sampler, gradients, normal_copy,
                        normal_tensors_)
-from .region_layout import RegionLayout
-from .region_run import region_model
-from .region_weights import RegionWeights, RowWeights, run_percents
-from .schedule_percent import SchedulePercent
-from .step_noise import shared_step_noise
+from .layout import RegionLayout
+from .run import region_model
+from .weights import RegionWeights, RowWeights, run_percents
+from ..sequence.schedule_percent import SchedulePercent
+from ..sequence.step_noise import shared_step_noise
 
 METHODS = ("gradient", "search")
 SEARCH_KNOTS = 3

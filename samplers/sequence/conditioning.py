@@ -1,5 +1,5 @@
 """Per-frame conditioning of a sequence: A at frame 0, B at frame F-1, and between them
-lerp/slerp of A and B (AID) or a guidance prompt (PAID), algorithm.md sections 2 and 6.
+lerp/slerp of A and B (AID) or a guidance prompt (PAID), docs/how-it-works.md
 
 A CONDITIONING is a list of [tensor [1, tokens, C], dict] entries; the result has one entry
 per input entry whose tensor holds one row per frame, so ComfyUI gives frame f row f.
@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..attention.layout import FrameLayout
+from ...attention.layout import FrameLayout
 from .noise import slerp
 
 BLENDS = ("lerp", "slerp")
@@ -25,10 +25,10 @@ class SequenceMarker:
     """What a sequence CONDITIONING entry is: one row per frame of this layout, made by AID nodes.
 
     ComfyUI copies the entry's dict into the guider's cond, so the samplers can recognise the sequence's
-    own prompt rows wherever a guider puts them (samplers/branches.py) and check that the model and latent
-    were made for the same schedule (samplers/sequence_run.py). `sizes` holds each key's SDXL size
-    conditioning when they differ, so each frame can get its own (samplers/frame_sizes.py); `guidance`
-    likewise each key's Flux guidance (samplers/frame_guidance.py). `token_counts` lets a DiT run refuse
+    own prompt rows wherever a guider puts them (samplers/sequence/branches.py) and check that the model and latent
+    were made for the same schedule (samplers/sequence/run.py). `sizes` holds each key's SDXL size
+    conditioning when they differ, so each frame can get its own (samplers/sequence/frame_sizes.py); `guidance`
+    likewise each key's Flux guidance (samplers/sequence/frame_guidance.py). `token_counts` lets a DiT run refuse
     prompts of different lengths (check_token_counts).
     """
 
@@ -235,7 +235,7 @@ def conditioning_width(conditioning) -> int:
 
 
 class Guidance:
-    """PAID guidance (AID_GUIDANCE): the prompt that conditions the interior frames (algorithm.md section 6)."""
+    """PAID guidance (AID_GUIDANCE): the prompt that conditions the interior frames (docs/how-it-works.md)."""
 
     def __init__(self, conditioning):
         self.conditioning = conditioning

@@ -1,4 +1,4 @@
-"""Initial noise of a sequence: x_T(f) = slerp(n_A, n_B, t_f) (algorithm.md section 2).
+"""Initial noise of a sequence: x_T(f) = slerp(n_A, n_B, t_f) (docs/how-it-works.md).
 
 n_A and n_B are exactly the noise ComfyUI's KSampler draws for a one-image latent with seed A
 and seed B, so the endpoints of a sequence start where plain generations start. With one
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import AIDInputError, plural
+from ...attention.layout import FrameLayout
+from ...errors import AIDInputError, plural
+from .seeds import SequenceSeed
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float, dim=None) -> torch.Tensor:
@@ -54,8 +56,6 @@ def sequence_noise(latent: torch.Tensor, coefficients, seed_a: int, seed_b: int 
 
     With seed_b None or equal to seed_a every frame gets n_A.
     """
-    from ..attention.layout import FrameLayout
-
     return layout_noise(latent, FrameLayout.between(coefficients), (seed_a, seed_a if seed_b is None else seed_b))
 
 
@@ -79,11 +79,9 @@ class SequenceNoise:
     """A NOISE for SamplerCustomAdvanced: slerp between the noise of two seeds along the schedule."""
 
     def __init__(self, coefficients, seed_a: int, seed_b: int | None = None, node_name: str = "AID Latent"):
-        from .step_noise import SequenceSeed
-
         self.coefficients = tuple(coefficients)
         # SamplerCustomAdvanced passes `seed` on as the run's seed: carrying seed_b in it lets the
-        # stochastic samplers' step noise slerp between both seeds too (samplers/step_noise.py).
+        # stochastic samplers' step noise slerp between both seeds too (samplers/sequence/step_noise.py).
         self.seed = SequenceSeed(seed_a, seed_b)
         self.seed_b = seed_b
         self.node_name = node_name

@@ -1,14 +1,14 @@
 """The batched sequence sampler: all frames of a sequence in one denoising run, endpoints inside.
 
 Frame f depends only on itself and on the two endpoint trajectories, so a batch
-[A, f_1 .. f_k, B] gives every frame at once (algorithm.md section 3). Long sequences are cut
+[A, f_1 .. f_k, B] gives every frame at once (docs/how-it-works.md). Long sequences are cut
 into chunks that each hold both endpoints again; the endpoint rows of later chunks repeat
-those of the first and are dropped. A participant of a split run (samplers/shares.py) samples only
+those of the first and are dropped. A participant of a split run (samplers/sequence/shares.py) samples only
 its share: its frames and the endpoints they attend to.
 
 `sample_rows` is the run loop itself, for any frame layout (attention/layout.py): a run is a set of
 rows plus the key rows they need. AID Sampler's two-endpoint chunks (`plan_chunks`) and keyframe
-sequences (samplers/keyframes.py) both go through it.
+sequences (samplers/keyframes/plan.py) both go through it.
 """
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention.interpolation import DEFAULT_MODE
-from ..attention.joint_override import DEFAULT_BLOCKS
-from ..attention.layout import FrameLayout
-from ..attention.patch import InterpolationSettings
-from ..attention.registry import install_for_model
+from ...attention.interpolation import DEFAULT_MODE
+from ...attention.joint_override import DEFAULT_BLOCKS
+from ...attention.layout import FrameLayout
+from ...attention.patch import InterpolationSettings
+from ...attention.registry import install_for_model
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
-from .sequence_run import install_sequence_run
+from .run import install_sequence_run
 from .shares import Share, share_runs
-from .step_noise import SequenceSeed
+from .seeds import SequenceSeed
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
 
     The attention patches are whatever the model's family needs (attention/registry.py: replace patches
     on UNets, the joint-attention override on DiTs). Every family gets the run wrappers every sampler
-    goes through: the positive branch marker (samplers/branches.py) and the sequence checks, per-frame
-    size and guidance conditioning and shared step noise (samplers/sequence_run.py). `image_endpoints`
+    goes through: the positive branch marker (samplers/sequence/branches.py) and the sequence checks, per-frame
+    size and guidance conditioning and shared step noise (samplers/sequence/run.py). `image_endpoints`
     (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
     layer of a UNet, inside the same patch.
     """
@@ -136,7 +136,7 @@ class RowSampling:
     """The settings every run of a sequence shares (everything but its rows)."""
 
     negative: list
-    seed: int  # a SequenceSeed when the keys have their own seeds (samplers/step_noise.py)
+    seed: int  # a SequenceSeed when the keys have their own seeds (samplers/sequence/step_noise.py)
     steps: int
     cfg: float
     sampler_name: str
@@ -203,7 +203,7 @@ def sample_rows(model, layout: FrameLayout, runs, positive_for, noise: torch.Ten
 def sample_sequence(model, request: SequenceRequest, progress=None, share: Share | None = None) -> torch.Tensor:
     """Denoise every frame of `request`, in as few runs as max_frames_per_batch allows; returns [F, C, H, W].
 
-    With a `share` (samplers/shares.py, made for this request's F frames) only its rows are sampled and
+    With a `share` (samplers/sequence/shares.py, made for this request's F frames) only its rows are sampled and
     only its frames returned, [len(share.frames), C, H, W] in frame order.
     `progress(done_steps, total_steps, x0_of_a_frame)` is called after every step of every run.
     """

@@ -2,7 +2,7 @@
 
 A segment with n interior frames gets coefficients t_1 < ... < t_n strictly inside (0, 1), t_j = e(j / (n + 1))
 for an easing curve e (linear, ease in, ease out, ease in-out), the inverse Beta CDF of AID Schedule
-(algorithm.md section 4: alpha = beta > 1 packs frames into the middle of the segment), or a custom list.
+(docs/how-it-works.md: alpha = beta > 1 packs frames into the middle of the segment), or a custom list.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .schedule import beta_interior
+from ..sequence.schedule import beta_interior
 
 EASING_NAMES = ("linear", "ease in", "ease out", "ease in-out", "beta", "custom")
 _CURVES = {

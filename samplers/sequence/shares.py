@@ -1,7 +1,7 @@
 """A participant's share of a sequence: a contiguous range of its frames, and the rows it samples for them.
 
 A sequence can be split among N participants (GPUs or machines, e.g. ComfyUI-Distributed's master
-and workers) because frames are independent once the keys they attend to are fixed (algorithm.md
+and workers) because frames are independent once the keys they attend to are fixed (docs/shares.md
 section 3): an interior frame needs its own row and the rows of its segment's two keys, nothing
 else. A participant samples its frames plus those keys and keeps only its frames, so the frames of
 a split run equal those of one run. Shares follow frame order: gathered in participant order, they
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..attention.layout import FrameLayout
+from ...attention.layout import FrameLayout
 
 
 class ShareError(ValueError):

@@ -13,8 +13,8 @@ given every entry its uuid, and writes the positive uuids into the run's transfo
 """
 from __future__ import annotations
 
-from ..attention.branches import POSITIVE_UUIDS
-from ..errors import AIDInputError
+from ...attention.branches import POSITIVE_UUIDS
+from ...errors import AIDInputError
 from .conditioning import SEQUENCE_MARKER
 
 WRAPPER_KEY = "aid.positive_branch"

@@ -10,11 +10,11 @@ previous key (+12: twelve frames after the previous key's last held frame) or a 
 sequence (0.5 or 50%). Options after `|` (a `|` inside {...} stays in the prompt):
 - `hold N`: the key is shown for N frames (default 1), copied, not sampled again;
 - `seed N`: the key's own noise seed; frames between two keys start from slerp of their noises;
-- `ease E`: the spacing of the frames from this key to the next (samplers/easing.py);
+- `ease E`: the spacing of the frames from this key to the next (samplers/keyframes/easing.py);
 - `guide PROMPT`: PAID guidance for the frames from this key to the next.
 An empty prompt repeats the previous key's. Blank lines and lines starting with # or // are skipped.
 
-Parsing needs no model: it returns KeySpecs; samplers/keyframes.py resolves positions into frames.
+Parsing needs no model: it returns KeySpecs; samplers/keyframes/plan.py resolves positions into frames.
 """
 from __future__ import annotations
 

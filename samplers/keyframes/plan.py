@@ -2,7 +2,7 @@
 
 Three steps, each a value the next one reads:
 - `Keyframes`: the keys as the user gave them (a prompt's CONDITIONING, where it sits, hold, seed,
-  easing and PAID guidance of the segment it starts), from the schedule text (samplers/keyframe_text.py)
+  easing and PAID guidance of the segment it starts), from the schedule text (samplers/keyframes/text.py)
   or from AID Keyframe nodes;
 - `resolve_timeline` -> `Timeline`: every output frame is a key (shown for its hold) or an interior
   frame of a segment K_a -> K_b at a coefficient t from the segment's easing; a closed loop's last
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..attention.layout import FrameLayout
+from ...attention.layout import FrameLayout
 from .easing import LINEAR, Easing, EasingError
-from .keyframe_text import KeyframeError, Position, parse_position
-from .shares import Share, share_runs
+from .text import KeyframeError, Position, parse_position
+from ..sequence.shares import Share, share_runs
 
 MIN_ROWS_PER_RUN = 3  # two keys and one frame between them
 
@@ -311,7 +311,7 @@ def plan_keyframes(timeline: Timeline, max_rows: int = 0) -> KeyframePlan:
 
 
 def share_plan(plan: KeyframePlan, share: Share, max_rows: int = 0) -> KeyframePlan:
-    """The plan of one participant's share (samplers/shares.py): only the rows it samples, in its own runs.
+    """The plan of one participant's share (samplers/sequence/shares.py): only the rows it samples, in its own runs.
 
     The share's frames come out of these runs exactly as out of the whole plan's (a frame depends on its row
     and its segment's two keys only); `max_rows` bounds its runs as plan_keyframes' max_rows does.

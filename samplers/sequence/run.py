@@ -6,14 +6,14 @@ pack's sampler going through ComfyUI's guiders), the run:
   schedule than the patched model (ComfyUI would silently trim or tile the rows, so "endpoint"
   rows would carry the wrong prompt);
 - on a diffusion transformer, stops when the sequence's prompts have different token counts
-  (samplers/conditioning.py check_token_counts);
-- gives each frame its own SDXL size conditioning (samplers/frame_sizes.py) and Flux guidance
-  (samplers/frame_guidance.py);
-- shares the step noise of stochastic samplers across frames (samplers/step_noise.py).
+  (samplers/sequence/conditioning.py check_token_counts);
+- gives each frame its own SDXL size conditioning (samplers/sequence/frame_sizes.py) and Flux guidance
+  (samplers/sequence/frame_guidance.py);
+- shares the step noise of stochastic samplers across frames (samplers/sequence/step_noise.py).
 """
 from __future__ import annotations
 
-from ..errors import AIDInputError
+from ...errors import AIDInputError
 from .conditioning import SEQUENCE_MARKER, check_token_counts
 from .frame_guidance import apply_frame_guidance
 from .frame_sizes import apply_frame_sizes

@@ -1,12 +1,12 @@
 """Temporal control: the weight w_i(p) of every object along the denoising schedule (AID_REGION_WEIGHTS).
 
-p is the schedule percent of the current sigma on the model's whole schedule (samplers/schedule_percent.py:
+p is the schedule percent of the current sigma on the model's whole schedule (samplers/sequence/schedule_percent.py:
 ComfyUI's start_percent / end_percent measure, 0 at the start of denoising, 1 at its end), not the index
 of a step in the run at hand: a KSamplerAdvanced stage or a SplitSigmas half gets the weights the same
 sigmas get in one full run. A weight schedule is a curve over p: piecewise linear through knots (p, w),
 constant beyond the first and last knot. One default curve applies to every object; named curves
 override it for the objects with that name; `shared` curves give each of N objects value / N (the
-paper's code starts every object at 5 / N). The optimisers (samplers/region_optimiser.py) return a
+paper's code starts every object at 5 / N). The optimisers (samplers/regions/optimiser.py) return a
 table instead, one row per step of the run they optimised with the percent of its sigma, linearly
 interpolated between rows (a second-order sampler's midpoints, s_churn's raised sigmas) and constant
 beyond the first and last row.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..attention.install import rewrapped, split_outermost
-from ..attention.patch import InterpolationPatch
-from ..attention.regions import CoefficientMap, LayerMasks
-from .region_layout import RegionLayout
+from ...attention.install import rewrapped, split_outermost
+from ...attention.patch import InterpolationPatch
+from ...attention.regions import CoefficientMap, LayerMasks
+from .layout import RegionLayout
 
 
 class NoInterpolationError(ValueError):

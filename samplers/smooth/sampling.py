@@ -2,7 +2,7 @@
 
 Each call (a search round) samples [A, new frames..., B] in one sample_sequence run, with the noise,
 prompts and settings AID Sampler would give those coefficients, so a frame equals the AID Sampler
-frame at the same coefficient (algorithm.md section 3: frames are independent given the endpoints).
+frame at the same coefficient (docs/smooth.md: frames are independent given the endpoints).
 The endpoints are sampled again in every round (the new frames attend to them) but kept from the
 first round; later rounds only check that they came out the same. Latents and decoded images are
 kept per coefficient, so nothing is sampled or decoded twice.
@@ -14,15 +14,15 @@ from dataclasses import replace
 
 import torch
 
-from .conditioning import sequence_conditioning
-from .noise import sequence_noise
-from .sequence import SequenceRequest, sample_sequence
+from ..sequence.conditioning import sequence_conditioning
+from ..sequence.noise import sequence_noise
+from ..sequence.sampler import SequenceRequest, sample_sequence
 
 ENDPOINT_WARNING = 1e-3  # relative change of a re-sampled endpoint worth a log line
 
 
 class DiffusionFrames:
-    """`generate(coefficients) -> IMAGE [n, H, W, C]` for samplers/smooth.py, over a MODEL and a VAE.
+    """`generate(coefficients) -> IMAGE [n, H, W, C]` for samplers/smooth/selection.py, over a MODEL and a VAE.
 
     `request` is a SequenceRequest for any coefficients (e.g. the {0, 0.5, 1} probe) with the
     sampling settings; each round replaces its coefficients, prompts, latent and noise, so every other

@@ -1,9 +1,9 @@
 """Sample a planned keyframe sequence: every segment an AID interpolation between its two keys.
 
-The plan (samplers/keyframes.py) lists the rows to sample and the runs; this module gives each row
-its noise (slerp of its keys' seeds' noise, samplers/noise.py), each run its per-row prompts
-(samplers/conditioning.py keyframe_conditioning, built per run so a run only pays for the prompt
-lengths it holds) and drives the runs through samplers/sequence.py sample_rows. Holds are copies
+The plan (samplers/keyframes/plan.py) lists the rows to sample and the runs; this module gives each row
+its noise (slerp of its keys' seeds' noise, samplers/sequence/noise.py), each run its per-row prompts
+(samplers/sequence/conditioning.py keyframe_conditioning, built per run so a run only pays for the prompt
+lengths it holds) and drives the runs through samplers/sequence/sampler.py sample_rows. Holds are copies
 of their key's row.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention.layout import FrameLayout
-from .conditioning import keyframe_conditioning, layout_keys
-from .keyframes import KeyframePlan, Keyframes, key_seeds
-from .noise import layout_noise
-from .sequence import InterpolationOptions, RowSampling, sample_rows
-from .step_noise import SequenceSeed
+from ...attention.layout import FrameLayout
+from ..sequence.conditioning import common_token_count, keyframe_conditioning, layout_keys
+from .plan import KeyframePlan, Keyframes, key_seeds
+from ..sequence.noise import layout_noise
+from ..sequence.sampler import InterpolationOptions, RowSampling, sample_rows
+from ..sequence.seeds import SequenceSeed
 
 
 # Contexts are repeated to the LCM of a run's token counts: 77/154/231/308/385-token keys in one run give 4620,
@@ -82,8 +82,6 @@ def check_conditioning(keyframes: Keyframes, plan: KeyframePlan, blend: str = "l
 
 def run_token_counts(keyframes: Keyframes, plan: KeyframePlan) -> list[int]:
     """The context length of each run's prompts: the LCM of the token counts of the keys (and guidance) it holds."""
-    from .conditioning import common_token_count
-
     guidance = segment_guidance(keyframes, plan)
     counts = []
     for index in range(len(plan.runs)):
@@ -113,7 +111,7 @@ def sample_keyframes(model, request: KeyframeRequest, progress=None, frames=None
     """Denoise the rows of the request's plan; returns [F, C, H, W] in frame order (holds are copies).
 
     `frames` (default: every frame of the sequence) are the output frames to return; a share's plan
-    (samplers/keyframes.py share_plan) samples only the rows of its frames, so pass the share's frames.
+    (samplers/keyframes/plan.py share_plan) samples only the rows of its frames, so pass the share's frames.
     """
     plan, keyframes = request.plan, request.keyframes
     frames = range(len(plan.frame_rows)) if frames is None else frames

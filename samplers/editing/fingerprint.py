@@ -1,6 +1,6 @@
 """A small fingerprint of a MODEL: enough to tell that a recording was made with another model.
 
-An inversion trajectory only fits the model it was recorded with (samplers/inversion.py). The
+An inversion trajectory only fits the model it was recorded with (samplers/editing/inversion.py). The
 fingerprint holds the model family and prediction type, a checksum of a few of its base weights
 (read from the patcher's backup where weights are patched in place, so loaded and unloaded states
 agree) and a digest of its weight patches (LoRAs and their strengths). AID's own attention patches

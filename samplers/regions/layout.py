@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ..attention.regions import pool_masks
+from ...attention.regions import pool_masks
 
 DEFAULT_CANVAS = (512, 512)  # width, height
 SHAPES = ("box", "disc")

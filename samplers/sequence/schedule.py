@@ -1,10 +1,10 @@
-"""Interpolation coefficient schedules t_0 = 0 < t_1 < ... < t_{F-1} = 1 (algorithm.md section 4)."""
+"""Interpolation coefficient schedules t_0 = 0 < t_1 < ... < t_{F-1} = 1 (docs/how-it-works.md)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from ..errors import plural
+from ...errors import plural
 
 CURVES = ("linear", "beta", "custom")
 
