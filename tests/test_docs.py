@@ -8,6 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+PAGES += sorted((REPO / "web" / "docs").glob("*.md"))  # the editor's node help
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 CODE_DIRS = ("attention", "samplers", "nodes", "scoring", "video")
 
