@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export PYTHON
 export AID_VENV := $(VENV)
 
-.PHONY: setup setup-demo test demo benchmark templates
+.PHONY: setup setup-demo test demo benchmark templates node-help
 
 setup:
 	bash tests/aid_harness/setup.sh --for test
@@ -40,3 +40,7 @@ benchmark: setup
 # thumbnail from a run of its workflow; WORKFLOW=name limits it to one.
 templates: setup
 	$(VENV)/bin/python tests/aid_harness/templates.py $(WORKFLOW)
+
+# Rewrite web/docs/<NodeId>.md, the editor's help of every node, from the node classes and docs/.
+node-help: setup
+	$(VENV)/bin/python tools/node_help.py
