@@ -118,7 +118,7 @@ def test_bad_inputs_name_the_input_and_the_fix(sd15_tiny, prompts, overrides, me
 def test_every_other_request_field_reaches_each_round(sd15_tiny, prompts, monkeypatch):
     """Rounds replace only coefficients, prompts, latent and noise: IP-Adapter image endpoints, chunking and the
     sampling settings of the node's request go to every sample_sequence call unchanged."""
-    from aid_pack.samplers import smooth_sampling
+    from aid_pack.samplers.smooth import sampling as smooth_sampling
 
     seen = []
 
