@@ -35,3 +35,21 @@ def test_help_page_lists_every_input_and_output_with_its_tooltip(fresh_pages):
     assert "- **frames** (INT): Frames F of the sequence" in page
     assert "- **schedule** (AID_SCHEDULE): " in page
     assert "(../../docs/sequences.md#aid-schedule-aidschedule)" in page
+
+
+@pytest.mark.server
+def test_a_running_comfyui_serves_each_help_page_where_the_editor_asks_for_it(comfy, tmp_path):
+    """The frontend (1.32.9) fetches /extensions/<pack>/docs/<NodeId>.md for a custom node's help."""
+    import urllib.request
+
+    from aid_harness import host
+    from aid_harness.runner import ServerRunner
+
+    host.make_base_directory(tmp_path)
+    pages = sorted((REPO / "web" / "docs").glob("*.md"))
+    with ServerRunner(comfy["root"], tmp_path) as server:
+        for page in pages:
+            url = f"{server.url}/extensions/{host.PACK_FOLDER_NAME}/docs/{page.name}"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                assert response.read() == page.read_bytes(), page.name
+        assert not [name for name in server.get("/extensions") if host.PACK_FOLDER_NAME in name]  # no scripts
