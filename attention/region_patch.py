@@ -2,9 +2,12 @@
 
 Per call, the rows of every chunk whose prompt entry carries regions (the run state under REGION_RUN
 says which, by the entry's uuid, and how its context splits into the full prompt and the local
-prompts) get the per-pixel convex mix of attention/regions.py with the current step's weights. Every
-other chunk (the negative prompt, other entries, extra passes of SAG or PAG) gets plain attention over
-its own keys, so the unconditional branch is untouched.
+prompts) get the per-pixel mix of attention/regions.py (convex, or the paper code's official one) with
+the weights at the current sigma. Every other chunk (the negative prompt, other entries, extra passes
+of SAG or PAG) gets plain attention over its own keys, so the unconditional branch is untouched.
+The official mix reads g_u from the chunk of the run's negative prompt entry (by uuid, never by
+position) in the same call, row by row (each chunk holds every latent row, in order); a call without
+it cannot be mixed that way and stops with RegionMixError.
 
 Coexistence with other patches at the same key:
 - a patch found at install time becomes `previous` and is the attention function: it is called on the
@@ -29,7 +32,9 @@ import torch
 
 from .install import UnsupportedModelError, existing_replace_patch, install_keys, transformer_block_keys
 from .patch import comfy_attention, with_added_terms
-from .regions import LayerMasks, RegionTokens, mix_coefficients, region_mix, repeat_to_tokens
+from ..errors import AIDInputError
+from .regions import (LayerMasks, RegionTokens, mix_coefficients, official_coefficients, official_mix, region_mix,
+                      repeat_to_tokens)
 
 REGION_RUN = "aid_region_run"  # key of the RegionRunState in transformer_options during a sampling run
 MAX_TOKEN_REPEAT = 8
@@ -39,19 +44,26 @@ class RegionRunError(RuntimeError):
     """The patched model was called without a run state (outside a ComfyUI sampling run)."""
 
 
+class RegionMixError(AIDInputError):
+    """The official mix found no unconditional row for a regional chunk in the same model call."""
+
+
 @dataclass
 class RegionRunState:
     """What the patches need during one sampling run, written by samplers/region_run.py.
 
     layouts: uuid of each prompt entry with regions -> its RegionTokens. masks: the regions per layer.
-    weights: [steps, rows or 1, N] weight of each object at each step (rows: one per latent row, for
-    candidate settings sampled side by side). sigmas: the run's sigmas (steps + 1 values).
+    weights: the weights at a sigma, weights(sigma or None) -> [rows or 1, N] (rows: one per latent row, for
+    candidate settings sampled side by side; samplers/region_weights.py maps the sigma onto the model's
+    whole schedule). mix: "convex" or "official". negative: uuids of the run's negative prompt entries
+    (the official mix's g_u).
     """
 
     layouts: dict
     masks: LayerMasks
-    weights: torch.Tensor
-    sigmas: tuple
+    weights: object
+    mix: str = "convex"
+    negative: frozenset = frozenset()
     token_counts: dict = field(default_factory=dict)  # uuid -> the entry's own context length (before joining)
 
     def own_keys(self, uuid, keys: torch.Tensor) -> torch.Tensor:
@@ -62,19 +74,11 @@ class RegionRunState:
             return keys[:, :tokens]
         return keys
 
-    def step(self, extra_options: dict) -> int:
-        """Index of the step whose interval [sigma_{s+1}, sigma_s] holds the current sigma."""
-        sigmas = extra_options.get("sigmas")
-        if sigmas is None:
-            return 0
-        sigma = float(sigmas.reshape(-1)[0])
-        steps = len(self.sigmas) - 1
-        count = sum(1 for value in self.sigmas[:steps] if value >= sigma * (1.0 - 1e-4))
-        return min(max(count - 1, 0), steps - 1)
-
     def weights_now(self, extra_options: dict, device) -> torch.Tensor:
-        """[rows or 1, N] weights of the current step."""
-        return self.weights[self.step(extra_options)].to(device)
+        """[rows or 1, N] weights at the current sigma."""
+        sigmas = extra_options.get("sigmas")
+        sigma = float(sigmas.reshape(-1)[0]) if sigmas is not None else None
+        return self.weights(sigma).to(device)
 
 
 @dataclass
@@ -136,7 +140,30 @@ class RegionPatch:
         if weights.shape[0] > 1:
             weights = weights[: rows.stop - rows.start]
         masks = state.masks.for_layer(extra_options, q.shape[1], q.device, q.dtype)
-        return mix_coefficients(weights.to(q.dtype), masks)
+        coefficients = official_coefficients if state.mix == "official" else mix_coefficients
+        return coefficients(weights.to(q.dtype), masks)
+
+    def _uncond_chunks(self, extra_options, state, regional) -> list[int]:
+        """The chunks of the run's negative prompt in this call (the official mix's g_u); [] for the convex mix.
+
+        Raises RegionMixError when a regional chunk has none beside it (cfg 1, a guider without a negative,
+        or a call ComfyUI split because memory was short)."""
+        if state.mix != "official" or not regional:
+            return []
+        chunks = [chunk for chunk, uuid in enumerate(extra_options["uuids"]) if uuid in state.negative]
+        if not chunks:
+            raise RegionMixError(
+                self.node_name, "mix", "the official mix needs the negative prompt's rows (g_u) in the same model "
+                "call as the positive prompt's, and this call has none (ComfyUI leaves them out at cfg 1 and runs "
+                "them separately when memory is short).", "use mix 'convex', or a cfg above 1 with a negative "
+                "prompt and enough free memory to batch both.")
+        return chunks
+
+    @staticmethod
+    def _mix(state, global_out, local_outs, coefficients, uncond_out):
+        if state.mix == "official":
+            return official_mix(global_out, local_outs, coefficients, uncond_out)
+        return region_mix(global_out, local_outs, coefficients)
 
     @staticmethod
     def _needed(coefficients: torch.Tensor) -> list[bool]:
@@ -149,26 +176,30 @@ class RegionPatch:
         """Plain attention through ComfyUI's backend: one call per plain chunk (over one repetition of its own
         keys), 1 + N per region chunk."""
         attention = comfy_attention(extra_options)
-        pieces = []
         uuids = extra_options["uuids"]
-        for chunk in range(q.shape[0] // chunk_rows):
-            rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
+        chunks = q.shape[0] // chunk_rows
+        pieces = {}
+        for chunk in range(chunks):
             if chunk not in regional:
+                rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
                 own_k, own_v = state.own_keys(uuids[chunk], k[rows]), state.own_keys(uuids[chunk], v[rows])
-                pieces.append(attention(q[rows], own_k, own_v))
-                continue
-            layout: RegionTokens = regional[chunk]
+                pieces[chunk] = attention(q[rows], own_k, own_v)
+        uncond = self._uncond_chunks(extra_options, state, regional)
+        uncond_out = _mean([pieces[chunk] for chunk in uncond]) if uncond else None
+        for chunk, layout in regional.items():
+            rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
             key_sets, value_sets = layout.split(k[rows]), layout.split(v[rows])
             global_out = attention(q[rows], key_sets[0], value_sets[0])
             coefficients = self._coefficients(extra_options, state, q, rows)
             needed = self._needed(coefficients)
             if not any(needed):
-                pieces.append(global_out)
+                pieces[chunk] = global_out
                 continue
             local_outs = [attention(q[rows], key_sets[i + 1], value_sets[i + 1]) if use else None
                           for i, use in enumerate(needed)]
-            pieces.append(region_mix(global_out, local_outs, coefficients))
-        return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+            pieces[chunk] = self._mix(state, global_out, local_outs, coefficients, uncond_out)
+        ordered = [pieces[chunk] for chunk in range(chunks)]
+        return torch.cat(ordered) if len(ordered) > 1 else ordered[0]
 
     def _regional_chained(self, q, k, v, extra_options, state, regional, chunk_rows):
         """Through the previous patch: one whole-batch call per key set (full prompt, then each local prompt)."""
@@ -197,6 +228,9 @@ class RegionPatch:
                     keys.append(k[rows])
                     values.append(v[rows])
             outs.append(self.previous(q, *self._common_length(keys, values), extra_options))
+        uncond = self._uncond_chunks(extra_options, state, regional)
+        uncond_out = _mean([outs[0][chunk * chunk_rows:(chunk + 1) * chunk_rows] for chunk in uncond]) if uncond \
+            else None
         pieces = []
         for chunk in range(chunks):
             rows = slice(chunk * chunk_rows, (chunk + 1) * chunk_rows)
@@ -204,7 +238,7 @@ class RegionPatch:
                 pieces.append(outs[0][rows])
                 continue
             local_outs = [out[rows] if out is not None else None for out in outs[1:]]
-            pieces.append(region_mix(outs[0][rows], local_outs, coefficients[chunk]))
+            pieces.append(self._mix(state, outs[0][rows], local_outs, coefficients[chunk], uncond_out))
         return torch.cat(pieces) if len(pieces) > 1 else pieces[0]
 
     def _common_length(self, keys, values):
@@ -219,6 +253,10 @@ class RegionPatch:
         return (torch.cat([repeat_to_tokens(key, tokens) for key in keys]),
                 torch.cat([repeat_to_tokens(value, tokens) for value in values]))
 
+
+def _mean(outs: list) -> torch.Tensor:
+    """g_u of several negative entries (ConditioningCombine): their mean; one entry's output as it is."""
+    return outs[0] if len(outs) == 1 else torch.stack(outs).mean(dim=0)
 
 
 def install_region_attention(model, node_name: str) -> int:

@@ -1,12 +1,17 @@
-"""Spatial attention control on the tensors a cross-attention replace patch receives (spacetime.md section 2).
+"""Spatial attention control on the tensors a cross-attention replace patch receives.
 
-Inside one cross-attention layer, for the rows of a prompt that carries regions:
-    out = (1 - sum_i c_i) * g + sum_i c_i * l_i,    c_i = w_i(s) * M_i
-with g the attention output over the full prompt's keys, l_i the output over object i's local
-prompt keys (same queries), M_i the object's region resized to the layer's token grid and w_i(s) its
-weight at the current step. Weights are clipped to [0, 1] and, where the c_i of overlapping regions
-add up to more than 1, scaled down so the sum is 1: a per-pixel convex combination, so outside every
-region the output is exactly g, and inside a region with weight 1 exactly l_i.
+Inside one cross-attention layer, for the rows of a prompt that carries regions, with g_c the attention
+output over the full prompt's keys, l_i the output over object i's local prompt keys (same queries),
+M_i the object's region at the layer's token grid and w_i(s) its weight at the current step, two mixes:
+- convex (the paper's text and figure):
+    out = (1 - sum_i c_i) * g_c + sum_i c_i * l_i,    c_i = w_i(s) * M_i
+  Weights are clipped to [0, 1] and, where the c_i of overlapping regions add up to more than 1,
+  scaled down so the sum is 1: a per-pixel convex combination, so outside every region the output is
+  exactly g_c, and inside a region with weight 1 exactly l_i.
+- official (what the paper's public code computes, and what made its figures):
+    out = g_c + sum_i c_i * (l_i - g_u),    c_i = w_i(s) * M_i
+  with g_u the full prompt's output of the same frame's unconditional (negative-prompt) row: an
+  additive push, no clipping and no sum to 1. At weight 0 it is exactly g_c as well.
 
 The local prompts travel inside the conditioning: the sampled prompt entry's context is
 [full prompt; local prompt 1; ...; local prompt N] along the token axis (RegionTokens describes
@@ -82,10 +87,13 @@ class LayerMasks:
     """Region masks per layer grid, made once per (grid, device, dtype) from masks at the latent's resolution.
 
     `rasterise(height, width)` returns the masks [N, H, W] at a latent size; it is called once per size.
+    `at_grid(height, width, grid)`, when given, makes the [N, h * w] masks of a layer grid itself (the
+    paper's discs are drawn at every layer's own grid, not pooled from the latent's).
     """
 
-    def __init__(self, rasterise):
+    def __init__(self, rasterise, at_grid=None):
         self.rasterise = rasterise
+        self.at_grid = at_grid
         self._latent = {}
         self._layers = {}
 
@@ -99,19 +107,32 @@ class LayerMasks:
         height, width = (int(x) for x in extra_options["original_shape"][-2:])
         key = (height, width, tokens, str(device), dtype)
         if key not in self._layers:
-            masks = self.latent_masks(height, width)
-            self._layers[key] = pool_masks(masks, layer_grid(height, width, tokens)).to(device=device, dtype=dtype)
+            grid = layer_grid(height, width, tokens)
+            if self.at_grid is not None:
+                masks = self.at_grid(height, width, grid)
+            else:
+                masks = pool_masks(self.latent_masks(height, width), grid)
+            self._layers[key] = masks.to(device=device, dtype=dtype)
         return self._layers[key]
 
 
+MIXES = ("convex", "official")
+DEFAULT_MIX = "convex"
+
+
 def mix_coefficients(weights: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """c_i = w_i * M_i per row and token, scaled where their sum exceeds 1.
+    """Convex mix: c_i = w_i * M_i per row and token, weights clipped to 0..1, scaled where their sum exceeds 1.
 
     weights [rows or 1, N], masks [N, tokens] -> [rows or 1, N, tokens]; differentiable in the weights.
     """
     coefficients = weights.clamp(0.0, 1.0).unsqueeze(-1) * masks.unsqueeze(0)
     total = coefficients.sum(dim=1, keepdim=True)
     return coefficients / total.clamp(min=1.0)
+
+
+def official_coefficients(weights: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Official mix: c_i = w_i * M_i as they are (no clipping, no sum to 1); [rows or 1, N] x [N, T] -> [rows or 1, N, T]."""
+    return weights.unsqueeze(-1) * masks.unsqueeze(0)
 
 
 def region_mix(global_out: torch.Tensor, local_outs, coefficients: torch.Tensor) -> torch.Tensor:
@@ -125,6 +146,21 @@ def region_mix(global_out: torch.Tensor, local_outs, coefficients: torch.Tensor)
     for index, local in enumerate(local_outs):
         if local is not None:
             out = out + c[:, index] * local
+    return out
+
+
+def official_mix(global_out: torch.Tensor, local_outs, coefficients: torch.Tensor,
+                 uncond_out: torch.Tensor) -> torch.Tensor:
+    """g_c + sum_i c_i (l_i - g_u), per row and query token (the paper's code).
+
+    global_out g_c and uncond_out g_u [rows, T, C] (g_u: the same frames' unconditional rows), local_outs N
+    tensors like g_c (None where c_i is 0 everywhere), coefficients [rows or 1, N, T]. c = 0 gives g_c bit for bit.
+    """
+    c = coefficients.to(global_out.dtype).unsqueeze(-1)  # [rows, N, T, 1]
+    out = global_out
+    for index, local in enumerate(local_outs):
+        if local is not None:
+            out = out + c[:, index] * (local - uncond_out)
     return out
 
 

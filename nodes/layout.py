@@ -5,7 +5,9 @@ from ..errors import AIDInputError
 from ..samplers.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
 from ..samplers.region_layout import DEFAULT_CANVAS, Region, RegionLayout
 from ..scoring.region_objective import local_text
-from .regions import CATEGORY, MAX_SIZE, region_ui, regions_input
+from ..samplers.region_layout import SHAPES
+from .regions import CATEGORY, MAX_SIZE, region_ui, regions_input, shape_input
+from .validation import check_choice
 
 TYPED_NODE = "Spatial-Temporal Typed Layout"
 AUTO_NODE = "Spatial-Temporal Auto Layout"
@@ -31,10 +33,13 @@ def _start(node: str, regions, canvas) -> RegionLayout:
     return regions
 
 
-def layout_from_boxes(clip, placed, layout: RegionLayout) -> RegionLayout:
-    """`layout` with a region per (name, box), each with the local prompt 'a photo of <name>' encoded."""
+def layout_from_boxes(clip, placed, layout: RegionLayout, shape: str = "box", texts=None) -> RegionLayout:
+    """`layout` with a region per (name, box), each with its local prompt encoded: texts[name] where given, else
+    'a photo of <name>'."""
     for name, box in placed:
-        layout = layout.with_region(Region(name, box=box, conditioning=encode_text(clip, local_text(name))))
+        text = (texts or {}).get(name) or local_text(name)
+        layout = layout.with_region(Region(name, box=box, conditioning=encode_text(clip, text), shape=shape,
+                                           local_text=text))
     return layout
 
 
@@ -70,11 +75,13 @@ class SpatialTemporalTypedLayout:
                                       "tooltip": "One object per line: 'name: x, y, width, height', fractions of the "
                                                  "image from its top-left corner. Lines starting with # are skipped."}),
             },
-            "optional": {**regions_input(), **canvas_inputs()},
+            "optional": {**regions_input(), **canvas_inputs(), **shape_input()},
         }
 
-    def build(self, clip, layout, regions=None, canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1]):
+    def build(self, clip, layout, regions=None, canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1],
+              shape="box"):
         _check_clip(TYPED_NODE, clip)
+        check_choice(TYPED_NODE, "shape", shape, SHAPES)
         try:
             placed = parse_layout_text(layout)
         except LayoutTextError as error:
@@ -84,7 +91,7 @@ class SpatialTemporalTypedLayout:
         if not placed:
             raise AIDInputError(TYPED_NODE, "layout", "there is no object line.",
                                 "write one line per object, e.g. 'cat: 0.05, 0.2, 0.4, 0.6'.")
-        result = layout_from_boxes(clip, placed, _start(TYPED_NODE, regions, (canvas_width, canvas_height)))
+        result = layout_from_boxes(clip, placed, _start(TYPED_NODE, regions, (canvas_width, canvas_height)), shape)
         return {"ui": region_ui(result), "result": (result,)}
 
 
@@ -94,8 +101,9 @@ class SpatialTemporalAutoLayout:
     DESCRIPTION = ("Reads the objects of a prompt and where it puts them (left of, right of, above, below, on, under, "
                    "next to, between, on the left, at the top ...) and places a box per object by fixed rules; "
                    "objects joined by 'and' stand side by side. Anything it does not understand gives no region "
-                   "rather than a wrong one (the text output says why). Each object gets the local prompt 'a photo "
-                   "of <object>'. Outputs the full prompt's conditioning and the layout as editable text (for "
+                   "rather than a wrong one (the text output says why): an object named without a spatial word "
+                   "gets none. Each object gets the local prompt 'a photo of <object>' with the article the prompt "
+                   "gave it ('a photo of a cat'). Outputs the full prompt's conditioning and the layout as editable text (for "
                    "Spatial-Temporal Typed Layout). The paper's trained layout predictor is not used: its weights "
                    "are not obtainable.")
     CATEGORY = CATEGORY
@@ -115,15 +123,18 @@ class SpatialTemporalAutoLayout:
                 "prompt": ("STRING", {"multiline": True, "default": "a photo of a cat to the left of a dog",
                                       "tooltip": "The full prompt; its spatial words place the objects."}),
             },
-            "optional": {**regions_input(), **canvas_inputs()},
+            "optional": {**regions_input(), **canvas_inputs(), **shape_input()},
         }
 
-    def build(self, clip, prompt, regions=None, canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1]):
+    def build(self, clip, prompt, regions=None, canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1],
+              shape="box"):
         _check_clip(AUTO_NODE, clip)
+        check_choice(AUTO_NODE, "shape", shape, SHAPES)
         if not prompt or not prompt.strip():
             raise AIDInputError(AUTO_NODE, "prompt", "the prompt is empty.", "write the prompt to lay out.")
         parsed = parse_prompt(prompt)
-        result = layout_from_boxes(clip, parsed.placed(), _start(AUTO_NODE, regions, (canvas_width, canvas_height)))
+        result = layout_from_boxes(clip, parsed.placed(), _start(AUTO_NODE, regions, (canvas_width, canvas_height)),
+                                   shape, parsed.local_prompts())
         text = format_layout(parsed.placed())
         summary = "\n".join([text or "(no region)"] + [f"note: {note}" for note in parsed.notes])
         ui = region_ui(result, f"{len(parsed.placed())} of {len(parsed.objects)} objects placed")

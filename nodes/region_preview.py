@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..samplers.region_layout import RegionLayout
+from ..samplers.region_layout import DISC_RADIUS, RegionLayout
 
 PALETTE = ((66, 133, 244), (234, 67, 53), (52, 168, 83), (251, 188, 4), (171, 71, 188), (0, 172, 193),
            (255, 112, 67), (158, 157, 36))
@@ -27,7 +27,13 @@ def layout_preview(layout: RegionLayout, title: str = "") -> Image.Image:
     for index, region in enumerate(layout.regions):
         colour = PALETTE[index % len(PALETTE)]
         left, top, right, bottom = region.pixel_box(height, width)
-        draw.rectangle([left, top, right - 1, bottom - 1], outline=colour, width=2)
+        if region.shape == "disc" and region.mask is None:
+            cx, cy = region.centre
+            radius = DISC_RADIUS * min(width, height)
+            draw.ellipse([cx * width - radius, cy * height - radius, cx * width + radius, cy * height + radius],
+                         outline=colour, width=2)
+        else:
+            draw.rectangle([left, top, right - 1, bottom - 1], outline=colour, width=2)
         name = region.name if len(region.name) <= 40 else region.name[:39] + "..."  # PIL draws bounded text only
         label = f"{index + 1} {name}" + ("" if region.conditioning is not None else " (no prompt)")
         draw.rectangle([left + 2, top + 2, left + 8 + 6 * len(label), top + 15], fill=(0, 0, 0))

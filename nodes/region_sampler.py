@@ -3,6 +3,7 @@ sampler, and AID Regional Interpolation."""
 from __future__ import annotations
 
 from ..attention.install import UnsupportedModelError
+from ..attention.regions import DEFAULT_MIX, MIXES
 from ..errors import AIDInputError
 from ..samplers.region_layout import RegionLayout
 from ..samplers.region_optimiser import (METHODS, RegionRequest, SamplerNotDifferentiableError, optimise_gradient,
@@ -10,7 +11,7 @@ from ..samplers.region_optimiser import (METHODS, RegionRequest, SamplerNotDiffe
 from ..samplers.region_run import region_model
 from ..samplers.region_weights import RegionWeights, WeightsError
 from ..samplers.regional_interpolation import NoInterpolationError, regional_interpolation_model
-from ..scoring.region_objective import LOCAL_WEIGHT, RegionObjective
+from ..scoring.region_objective import LOCAL_WEIGHT, RegionObjective, local_text
 from .plotting import line_plot
 from .region_weights import weights_plot
 from .regions import CATEGORY, check_layout_for_model
@@ -28,25 +29,45 @@ FIXED = "fixed weights"
 def weights_input() -> dict:
     return {"weights": ("AID_REGION_WEIGHTS", {"tooltip": "Weights over the schedule (Spatial-Temporal Weights or an "
                                                           "optimiser's output); default: 0.5 for every region and "
-                                                          "step."})}
+                                                          "step with the convex mix, 5 / N (N regions) with the "
+                                                          "official one."})}
 
 
-def resolve_weights(node: str, weights, layout: RegionLayout) -> RegionWeights:
-    """The weights to use (the default when none is connected), checked against the region list."""
-    weights = weights if weights is not None else RegionWeights()
+def mix_input() -> dict:
+    """The widget choosing the paper's text (convex) or its code (official) mix."""
+    return {"mix": (list(MIXES), {"default": DEFAULT_MIX, "tooltip": (
+        "convex (the paper's text): inside a region out = (1 - w) g + w l, weights 0..1, overlaps kept convex. "
+        "official (the paper's code): out = g + w (l - g_u), g_u the negative prompt's attention, weights "
+        "unbounded (its start: 5 / N for N regions); needs cfg > 1 with a negative prompt.")})}
+
+
+def default_weights(mix: str) -> RegionWeights:
+    """The weights used when none are connected: 0.5 (convex), the paper code's 5 / N (official)."""
+    return RegionWeights.official_start() if mix == "official" else RegionWeights()
+
+
+def resolve_weights(node: str, weights, layout: RegionLayout, mix: str = DEFAULT_MIX) -> RegionWeights:
+    """The weights to use (the mix's default when none is connected), checked against the region list and mix."""
+    check_choice(node, "mix", mix, MIXES)
+    weights = weights if weights is not None else default_weights(mix)
     if not isinstance(weights, RegionWeights):
         raise AIDInputError(node, "weights", "this is not a weight schedule.", "connect Spatial-Temporal Weights.")
     try:
-        weights.table_for(2, layout.names)
+        weights.check_names(layout.names)
     except WeightsError as error:
         raise AIDInputError(node, "weights", str(error), error.fix) from None
+    largest = weights.largest(layout.names)
+    if mix == "convex" and largest > 1.0:
+        raise AIDInputError(node, "weights", f"a weight reaches {largest:g}, and the convex mix takes weights from 0 "
+                            f"to 1 (1 = the local prompt only).", "use weights from 0 to 1, or mix 'official' "
+                            "(whose weights push past the local prompt; the paper's code starts at 5 / N).")
     return weights
 
 
-def patch_regions(node: str, model, layout, weights):
+def patch_regions(node: str, model, layout, weights, mix: str = DEFAULT_MIX):
     """region_model with an unsupported model reported as the node's input error."""
     try:
-        return region_model(model, layout, weights, node)
+        return region_model(model, layout, weights, node, mix)
     except UnsupportedModelError as error:
         raise AIDInputError(node, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
 
@@ -56,11 +77,14 @@ class ApplySpatialTemporalAttention:
 
     DESCRIPTION = ("Spatial-temporal attention control (Wu et al., ICCV 2023) for the core samplers: returns a patched "
                    "copy of the model (the input model is not changed). In every cross-attention layer the positive "
-                   "prompt's rows mix, inside each region, the attention to the full prompt with the attention to "
-                   "the region's local prompt, by the region's weight at the current step: out = (1 - sum w_i M_i) "
-                   "g + sum w_i M_i l_i. Weight 0 everywhere gives exactly the plain image of the prompt. The negative "
-                   "prompt is untouched. Works with any sampler and core guider, SD1.x, SD2.x and SDXL, and next to "
-                   "Apply AID and IP-Adapter patches.")
+                   "prompt's rows mix, inside each region, the attention to the full prompt (g) with the attention to "
+                   "the region's local prompt (l), by the region's weight at the current point of the schedule. mix "
+                   "convex (the paper's text): out = (1 - sum w_i M_i) g + sum w_i M_i l_i; official (the paper's "
+                   "code): out = g + sum w_i M_i (l_i - g_u), g_u the negative prompt's attention. Weight 0 everywhere "
+                   "gives exactly the plain image of the prompt. The negative prompt is untouched. The weights follow "
+                   "the model's whole schedule, so split runs (KSamplerAdvanced, SplitSigmas) get the weights of one "
+                   "full run. Works with any sampler and core guider, SD1.x, SD2.x and SDXL, and next to Apply AID "
+                   "and IP-Adapter patches.")
     CATEGORY = CATEGORY
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
@@ -72,12 +96,13 @@ class ApplySpatialTemporalAttention:
             "required": {"model": ("MODEL", {"tooltip": "The checkpoint's model (or one patched by Apply AID); the "
                                                         "node returns a patched copy, the input is not changed."}),
                          "regions": ("AID_REGIONS", {"tooltip": "The objects and their local prompts."})},
-            "optional": weights_input(),
+            "optional": {**weights_input(), **mix_input()},
         }
 
-    def apply(self, model, regions, weights=None):
+    def apply(self, model, regions, weights=None, mix=DEFAULT_MIX):
         check_layout_for_model(APPLY_NODE, regions, model)
-        return (patch_regions(APPLY_NODE, model, regions, resolve_weights(APPLY_NODE, weights, regions)),)
+        resolved = resolve_weights(APPLY_NODE, weights, regions, mix)
+        return (patch_regions(APPLY_NODE, model, regions, resolved, mix),)
 
 
 def sampling_inputs() -> dict:
@@ -107,9 +132,10 @@ def optimisation_inputs(methods) -> dict:
     return {
         "method": (list(methods), {"default": methods[0],
                                    "tooltip": "gradient: the paper's method, Adam on the weights through sampling and "
-                                              "decoding (about 3-4x a plain sampling per iteration, much memory). "
-                                              "search: gradient-free, `candidates` weight settings per round as one "
-                                              "batch with the same noise, the best refined round after round."
+                                              "decoding (about 4x a plain sampling per pass, much memory; at lr "
+                                              "0.005 three passes move each weight by at most ~0.015). search: "
+                                              "gradient-free, `candidates` weight settings per round as one batch "
+                                              "with the same noise, the best refined round after round."
                                    + (" fixed weights: no optimisation." if FIXED in methods else "")}),
         "iterations": ("INT", {"default": 3, "min": 1, "max": 100,
                                "tooltip": "gradient: sampling passes (one Adam step each); search: rounds."}),
@@ -146,7 +172,7 @@ def _check_sampling(node, model, positive, negative, regions, latent_image, samp
 
 
 def _request(node, model, positive, negative, regions, weights, latent_image, seed, steps, cfg, sampler_name,
-             scheduler, denoise):
+             scheduler, denoise, mix=DEFAULT_MIX):
     import comfy.sample
 
     samples = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
@@ -154,8 +180,8 @@ def _request(node, model, positive, negative, regions, weights, latent_image, se
         raise AIDInputError(node, "latent_image", f"the latent holds {samples.shape[0]} images; the weights are "
                             "optimised per image.", "use a batch size of 1 (Empty Latent Image batch_size 1).")
     noise = comfy.sample.prepare_noise(samples, seed, latent_image.get("batch_index"))
-    return RegionRequest(positive, negative, regions, resolve_weights(node, weights, regions), samples, noise, seed,
-                         steps, cfg, sampler_name, scheduler, denoise, latent_image.get("noise_mask"), node)
+    return RegionRequest(positive, negative, regions, resolve_weights(node, weights, regions, mix), samples, noise,
+                         seed, steps, cfg, sampler_name, scheduler, denoise, latent_image.get("noise_mask"), node, mix)
 
 
 def optimise(node, method, model, vae, scorer, prompt_text, request, iterations, learning_rate, candidates):
@@ -169,7 +195,8 @@ def optimise(node, method, model, vae, scorer, prompt_text, request, iterations,
                             "type the full prompt (the text of the positive conditioning).")
     layout = request.layout
     objective = RegionObjective(scorer, prompt_text, layout.names,
-                                lambda height, width: [region.pixel_box(height, width) for region in layout.regions])
+                                lambda height, width: [region.pixel_box(height, width) for region in layout.regions],
+                                local_texts=[region.local_text or local_text(region.name) for region in layout.regions])
     progress = sampler_progress(model)
     try:
         if method == "gradient":
@@ -184,7 +211,8 @@ def optimisation_report(result, method, iterations, learning_rate, candidates) -
     """What the node shows: the objective before and after, per round, and the best setting's terms."""
     settings = (f"{iterations} passes, lr {learning_rate:g}" if method == "gradient"
                 else f"{iterations} rounds of {candidates} candidates")
-    lines = [f"method {method} ({settings}); objective J = (1 - cos image/prompt) + {LOCAL_WEIGHT:g} x sum of "
+    lines = [f"method {method} ({settings}), mix {result.mix}; objective J = (1 - cos image/prompt) + "
+             f"{LOCAL_WEIGHT:g} x sum of "
              f"(1 - cos crop/local prompt), lower is better",
              f"objective before: {result.start_objective:.4f}   after: {result.best_objective:.4f}   "
              f"(change {result.best_objective - result.start_objective:+.4f})"]
@@ -197,6 +225,8 @@ def optimisation_report(result, method, iterations, learning_rate, candidates) -
         parts = [f"image {result.best_terms[0]:.4f}"] + [f"{name} {term:.4f}"
                                                          for name, term in zip(result.names, result.best_terms[1:])]
         lines.append("best setting, 1 - cos: " + ", ".join(parts))
+    moved = "the last pass's weights" if method == "gradient" else "the best setting"
+    lines.append(f"largest change of a weight from its start ({moved}): {result.largest_move:.4f}")
     lines.append("weights per step:\n" + result.weights.describe())
     return "\n".join(lines)
 
@@ -239,14 +269,16 @@ class SpatialTemporalWeightOptimiser:
                 "optional": {**weights_input(),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                                    "tooltip": "Denoise, as in KSampler: below 1 starts from the "
-                                                              "latent's image."})}}
+                                                              "latent's image."}),
+                             **mix_input()}}
 
     def optimise(self, model, positive, negative, regions, latent_image, seed, steps, cfg, sampler_name, scheduler,
-                 vae, scorer, prompt_text, method, iterations, learning_rate, candidates, weights=None, denoise=1.0):
+                 vae, scorer, prompt_text, method, iterations, learning_rate, candidates, weights=None, denoise=1.0,
+                 mix=DEFAULT_MIX):
         check_choice(OPTIMISER_NODE, "method", method, METHODS)
         _check_sampling(OPTIMISER_NODE, model, positive, negative, regions, latent_image, sampler_name, scheduler)
         request = _request(OPTIMISER_NODE, model, positive, negative, regions, weights, latent_image, seed, steps, cfg,
-                           sampler_name, scheduler, denoise)
+                           sampler_name, scheduler, denoise, mix)
         result = optimise(OPTIMISER_NODE, method, model, vae, scorer, prompt_text, request, iterations, learning_rate,
                           candidates)
         report = optimisation_report(result, method, iterations, learning_rate, candidates)
@@ -274,24 +306,25 @@ class SpatialTemporalSampler:
                 "optional": {**weights_input(), **scorer_inputs(False),
                              "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                                    "tooltip": "Denoise, as in KSampler: below 1 starts from the "
-                                                              "latent's image."})}}
+                                                              "latent's image."}),
+                             **mix_input()}}
 
     def sample(self, model, positive, negative, regions, latent_image, seed, steps, cfg, sampler_name, scheduler,
                method, iterations, learning_rate, candidates, weights=None, vae=None, scorer=None, prompt_text="",
-               denoise=1.0):
+               denoise=1.0, mix=DEFAULT_MIX):
         import nodes
 
         check_choice(SAMPLER_NODE, "method", method, (FIXED,) + METHODS)
         _check_sampling(SAMPLER_NODE, model, positive, negative, regions, latent_image, sampler_name, scheduler)
         if method == FIXED:
-            resolved = resolve_weights(SAMPLER_NODE, weights, regions)
-            patched = patch_regions(SAMPLER_NODE, model, regions, resolved)
+            resolved = resolve_weights(SAMPLER_NODE, weights, regions, mix)
+            patched = patch_regions(SAMPLER_NODE, model, regions, resolved, mix)
             (latent,) = nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
                                               latent_image, denoise=denoise)
             return {"ui": {"images": save_preview([weights_plot(resolved)], "aid_region_weights")},
                     "result": (latent, resolved, "")}
         request = _request(SAMPLER_NODE, model, positive, negative, regions, weights, latent_image, seed, steps, cfg,
-                           sampler_name, scheduler, denoise)
+                           sampler_name, scheduler, denoise, mix)
         result = optimise(SAMPLER_NODE, method, model, vae, scorer, prompt_text, request, iterations, learning_rate,
                           candidates)
         latent = dict(latent_image, samples=result.latent)

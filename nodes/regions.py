@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import AIDInputError
-from ..samplers.region_layout import DEFAULT_CANVAS, Region, RegionLayout
+from ..samplers.region_layout import DEFAULT_CANVAS, SHAPES, Region, RegionLayout
 from .region_preview import layout_preview
 from .ui import save_preview
 from .validation import check_choice
@@ -14,6 +14,14 @@ CATEGORY = "AID/spatial-temporal"
 UNITS = ("fractions", "pixels")
 MAX_SIZE = 16384
 MAX_DESCRIPTION = 200  # characters; CLIP reads 77 tokens of 'a photo of <description>'
+
+
+def shape_input() -> dict:
+    """The optional widget choosing boxes or the paper code's discs."""
+    return {"shape": (list(SHAPES), {"default": "box", "tooltip": (
+        "box: the box as given. disc: the paper code's region, a disc of radius 0.2 of the image side around the "
+        "box's centre (drawn at every layer's own grid; its crop for the optimiser is the 0.4 x 0.4 square around "
+        "the centre). A mask keeps its own shape.")})}
 
 
 def regions_input(tooltip: str = "Regions to add to (from another region or layout node); leave empty to start "
@@ -128,11 +136,12 @@ class SpatialTemporalRegion:
                                                     "keeps the canvas of its first region."}),
                 "canvas_height": ("INT", {"default": DEFAULT_CANVAS[1], "min": 16, "max": MAX_SIZE, "step": 8,
                                           "tooltip": "Height of that image."}),
+                **shape_input(),
             },
         }
 
     def add(self, description, units, x, y, width, height, local_prompt=None, mask=None, regions=None,
-            canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1]):
+            canvas_width=DEFAULT_CANVAS[0], canvas_height=DEFAULT_CANVAS[1], shape="box"):
         name = " ".join(str(description).split())
         if not name:
             raise AIDInputError(REGION_NODE, "description", "the description is empty.",
@@ -141,6 +150,7 @@ class SpatialTemporalRegion:
             raise AIDInputError(REGION_NODE, "description", f"the description has {len(name)} characters; CLIP reads "
                                 f"'a photo of <description>' up to 77 tokens.",
                                 f"name the object in a few words (at most {MAX_DESCRIPTION} characters).")
+        check_choice(REGION_NODE, "shape", shape, SHAPES)
         if local_prompt is not None:
             check_local_prompt(REGION_NODE, "local_prompt", local_prompt)
         layout = regions if regions is not None else RegionLayout(canvas=(int(canvas_width), int(canvas_height)))
@@ -152,7 +162,7 @@ class SpatialTemporalRegion:
             region_mask = _single_mask(mask)
         else:
             box = box_from_inputs(REGION_NODE, units, x, y, width, height, layout.canvas)
-        region = Region(name, box=box, mask=region_mask, conditioning=local_prompt)
+        region = Region(name, box=box, mask=region_mask, conditioning=local_prompt, shape=shape)
         if region.area() <= 0:
             raise AIDInputError(REGION_NODE, "mask", "the mask is black everywhere.",
                                 "paint the object's area white (or use the box).")

@@ -11,6 +11,8 @@ The paper predicts object centres with a trained layout transformer; its weights
 - relations become columns and rows (a longest path through "left of" and "above" edges); an object
   without a horizontal relation spans the columns of the objects it is above or below, and likewise
   for rows; boxes are the cells with a small margin.
+Each placed object's local prompt keeps the article the prompt gave it: "a cat" -> "a photo of a cat"
+(the paper's code writes "A photo of " + the object as the prompt names it, "the" dropped).
 Whatever is not understood gives no region rather than a wrong one: a clause with a word it cannot
 place (behind, in front of, amid, in ...), a phrase with an inner article ("a man in a suit"),
 contradicting relations, or a single object without a position yields no box, and `notes` says why.
@@ -79,10 +81,16 @@ class ParsedLayout:
     boxes: dict = field(default_factory=dict)
     relations: list = field(default_factory=list)  # (kind, a, b[, c])
     notes: list[str] = field(default_factory=list)
+    articles: dict = field(default_factory=dict)  # name -> the article of its first mention ("a", "an", "" ...)
 
     def placed(self) -> list[tuple[str, tuple[float, float, float, float]]]:
         """(name, box) of every placed object, in first-mention order."""
         return [(name, self.boxes[name]) for name in self.objects if name in self.boxes]
+
+    def local_prompts(self) -> dict:
+        """name -> its local prompt 'a photo of <article> <name>' (the article as first written; 'the' is
+        written 'a' or 'an', as the paper's code drops it and a photo shows one)."""
+        return {name: f"a photo of {_article(self.articles.get(name, ''), name)}{name}" for name in self.objects}
 
 
 def _tokens(clause: str) -> list:
@@ -116,6 +124,23 @@ def _frame_words(rest: list[str], item) -> int:
     return 0
 
 
+def _article(article: str, name: str) -> str:
+    """The article to write before `name` in a local prompt, with its space ('' when the prompt had none)."""
+    if article == "the":
+        article = "an" if name[:1] in "aeiou" else "a"
+    return f"{article} " if article else ""
+
+
+def _leading_article(words) -> str:
+    """The determiner words that open a noun phrase ('a', 'an', 'the', 'some' ...), joined."""
+    leading = []
+    for word in words:
+        if word not in DETERMINERS:
+            break
+        leading.append(word)
+    return " ".join(leading)
+
+
 def _noun_phrase(words: list[str]) -> str | None:
     """The object a run of words names ('red car'), or None when it is not one plain noun phrase."""
     words = list(words)
@@ -130,8 +155,9 @@ def _noun_phrase(words: list[str]) -> str | None:
     return " ".join(words)
 
 
-def _groups(items: list) -> list[list[tuple[str, str | None]]] | None:
-    """Split a segment (items between relations) at 'and' into (noun phrase, place) pairs; None if unreadable."""
+def _groups(items: list, articles: dict) -> list[list[tuple[str, str | None]]] | None:
+    """Split a segment (items between relations) at 'and' into (noun phrase, place) pairs; None if unreadable.
+    The article of each phrase goes into `articles` (first mention wins)."""
     groups, words, place = [], [], None
     for item in items + [("and",)]:
         if item[0] == "and":
@@ -139,6 +165,7 @@ def _groups(items: list) -> list[list[tuple[str, str | None]]] | None:
                 name = _noun_phrase(words)
                 if name is None:
                     return None
+                articles.setdefault(name, _leading_article(words))
                 groups.append((name, place))
             elif place is not None:
                 return None
@@ -173,7 +200,8 @@ def parse_prompt(prompt: str) -> ParsedLayout:
                 segments.append([])
             else:
                 segments[-1].append(item)
-        groups = [_groups(segment) for segment in segments]
+        articles = {}
+        groups = [_groups(segment, articles) for segment in segments]
         if any(group is None for group in groups):
             result.notes.append(f"'{clause.strip()}': a phrase is not a plain list of objects or holds a word "
                                 f"without a rule (in, behind, with, ...); no region from this clause.")
@@ -183,6 +211,8 @@ def parse_prompt(prompt: str) -> ParsedLayout:
         if relations is None:
             result.notes.append(f"'{clause.strip()}': 'between' needs two objects after it; no region from it.")
             continue
+        for name, article in articles.items():
+            result.articles.setdefault(name, article)
         for group in groups:
             for name, place in group:
                 if name not in result.objects:

@@ -1,9 +1,15 @@
 """The region list of spatial-temporal attention control (AID_REGIONS): objects, where they go, their prompts.
 
-A region is a box (x, y, width, height as fractions of the image) or a MASK stretched over the whole
-image, with the object's description (its label, and the text its crop is scored against) and the
-CONDITIONING of its local prompt. Fractions keep a layout valid at any image size: boxes typed in
-pixels are divided by the canvas size they were typed for.
+A region is a box (x, y, width, height as fractions of the image), the paper code's disc around a box's
+centre, or a MASK stretched over the whole image, with the object's description (its label), the text
+its crop is scored against and the CONDITIONING of its local prompt. Fractions keep a layout valid at
+any image size: boxes typed in pixels are divided by the canvas size they were typed for.
+
+The disc is what the paper's public code uses: every cell of a layer's token grid whose top-left corner
+lies less than 0.2 of the image side from the object's centre (a binary mask drawn at each layer's own
+grid, not pooled from the latent's); its crop for the CLIP objective is the square of side 0.4 around
+the centre, clipped to the image. On images that are not square the disc is round in pixels, with
+radius 0.2 of the shorter side.
 """
 from __future__ import annotations
 
@@ -13,7 +19,11 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..attention.regions import pool_masks
+
 DEFAULT_CANVAS = (512, 512)  # width, height
+SHAPES = ("box", "disc")
+DISC_RADIUS = 0.2  # of the image's (shorter) side, as in the paper's code
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,9 +34,37 @@ class Region:
     box: tuple[float, float, float, float] | None = None  # x, y, width, height in fractions of the image
     mask: torch.Tensor | None = None  # [H, W] in 0..1, covering the whole image
     conditioning: list | None = None  # CONDITIONING of the local prompt (one entry)
+    shape: str = "box"  # "box", or "disc": the paper code's disc around the box's centre
+    local_text: str | None = None  # the text its crop is scored against (default: 'a photo of <name>')
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """The box's centre (x, y) in fractions of the image."""
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    def disc_mask(self, height: int, width: int) -> torch.Tensor:
+        """The disc at a grid of [height, width] cells: 1 where a cell's top-left corner lies inside it."""
+        cx, cy = self.centre
+        columns = torch.arange(width, dtype=torch.float64) / width - cx
+        rows = torch.arange(height, dtype=torch.float64) / height - cy
+        if height == width:  # the paper's own arithmetic, fractions of the side
+            distance = columns.pow(2).unsqueeze(0) + rows.pow(2).unsqueeze(1)
+            return (distance < DISC_RADIUS ** 2).float()
+        shorter = min(height, width)
+        distance = (columns * width / shorter).pow(2).unsqueeze(0) + (rows * height / shorter).pow(2).unsqueeze(1)
+        return (distance < DISC_RADIUS ** 2).float()
+
+    def grid_mask(self, latent_height: int, latent_width: int, grid: tuple[int, int]) -> torch.Tensor:
+        """The region at a layer's token grid [h * w]: a disc drawn at that grid, else the latent mask pooled."""
+        if self.shape == "disc" and self.mask is None:
+            return self.disc_mask(*grid).reshape(-1)
+        return pool_masks(self.latent_mask(latent_height, latent_width).unsqueeze(0), grid)[0]
 
     def latent_mask(self, height: int, width: int) -> torch.Tensor:
-        """The region at a latent's resolution [height, width]: box coverage per cell, or the resized mask."""
+        """The region at a latent's resolution [height, width]: box coverage per cell, the disc, or the resized mask."""
+        if self.shape == "disc" and self.mask is None:
+            return self.disc_mask(height, width)
         if self.mask is not None:
             mask = self.mask.float().reshape(1, 1, *self.mask.shape[-2:])
             downsizing = mask.shape[-2] >= height and mask.shape[-1] >= width
@@ -38,8 +76,14 @@ class Region:
         return torch.outer(rows, _coverage(x * width, (x + w) * width, width))
 
     def pixel_box(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(left, top, right, bottom) in image pixels: the box, or the bounding box of the mask (>= 0.5)."""
-        if self.mask is None:
+        """(left, top, right, bottom) in image pixels: the box, the disc's square (as the paper's code crops it), or
+        the bounding box of the mask (>= 0.5)."""
+        if self.shape == "disc" and self.mask is None:
+            cx, cy = self.centre
+            radius = DISC_RADIUS * min(height, width)
+            left, right = int(max(cx * width - radius, 0)), int(min(cx * width + radius, width))
+            top, bottom = int(max(cy * height - radius, 0)), int(min(cy * height + radius, height))
+        elif self.mask is None:
             x, y, w, h = self.box
             left, top = math.floor(x * width), math.floor(y * height)
             right, bottom = math.ceil((x + w) * width), math.ceil((y + h) * height)
@@ -54,7 +98,9 @@ class Region:
         return left, top, max(min(right, width), left + 1), max(min(bottom, height), top + 1)
 
     def area(self) -> float:
-        """Fraction of the image the region covers (mask mean, or the box inside the image)."""
+        """Fraction of the image the region covers (mask or disc mean, or the box inside the image)."""
+        if self.shape == "disc" and self.mask is None:
+            return float(self.disc_mask(256, 256).mean())
         if self.mask is not None:
             return float(self.mask.float().mean())
         x, y, w, h = self.box
@@ -94,3 +140,9 @@ class RegionLayout:
         if not self.regions:
             return torch.zeros(0, height, width)
         return torch.stack([region.latent_mask(height, width) for region in self.regions])
+
+    def layer_masks(self, height: int, width: int, grid: tuple[int, int]) -> torch.Tensor:
+        """Masks [N, h * w] of every region at a layer's token grid, for a latent of [height, width]."""
+        if not self.regions:
+            return torch.zeros(0, grid[0] * grid[1])
+        return torch.stack([region.grid_mask(height, width, grid) for region in self.regions])

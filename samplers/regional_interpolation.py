@@ -22,7 +22,7 @@ class NoInterpolationError(ValueError):
 def regional_interpolation_model(model, layout: RegionLayout):
     """A clone of an AID-patched `model` whose interpolation follows the layout's coefficient map."""
     clone = model.clone()
-    coefficient_map = CoefficientMap(LayerMasks(layout.rasterise))
+    coefficient_map = CoefficientMap(LayerMasks(layout.rasterise, layout.layer_masks))
     count = 0
     replace_patches = clone.model_options.get("transformer_options", {}).get("patches_replace", {})
     for name in ("attn1", "attn2"):

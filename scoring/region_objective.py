@@ -2,7 +2,8 @@
 
     J(image) = (1 - cos(CLIP(image), CLIP(prompt))) + 5 * sum_i (1 - cos(CLIP(crop_i), CLIP(L_i)))
 
-crop_i is the image inside region i's bounding box, L_i = "a photo of <object i>". The image and every
+crop_i is the image inside region i's bounding box (a disc's 0.4 x 0.4 square), L_i its local prompt's text
+("a photo of <object i>" unless the region carries its own). The image and every
 crop are resized to the CLIP model's input size without cropping (as the paper's code does), and the
 pixels are not quantised, so J is differentiable in the image: the gradient optimiser backpropagates
 through it. Text embeddings are computed once, without gradients.
@@ -45,13 +46,15 @@ class ObjectiveValue:
 class RegionObjective:
     """J for images of a layout; call with IMAGE-like [B, H, W, 3] (gradients flow when the images have them)."""
 
-    def __init__(self, scorer, prompt: str, names, boxes_for, local_weight: float = LOCAL_WEIGHT):
-        """`boxes_for(height, width)` gives each region's (left, top, right, bottom) pixel box at an image size."""
+    def __init__(self, scorer, prompt: str, names, boxes_for, local_weight: float = LOCAL_WEIGHT, local_texts=None):
+        """`boxes_for(height, width)` gives each region's (left, top, right, bottom) pixel box at an image size;
+        `local_texts` the text each crop is scored against (default 'a photo of <name>')."""
         self.scorer = scorer
         self.names = tuple(names)
         self.boxes_for = boxes_for
         self.local_weight = float(local_weight)
-        self.texts = (prompt,) + tuple(local_text(name) for name in self.names)
+        texts = tuple(local_texts) if local_texts is not None else tuple(local_text(name) for name in self.names)
+        self.texts = (prompt,) + texts
         self.text_embeddings = F.normalize(scorer.text_embeddings(list(self.texts)).float(), dim=-1)  # [1+N, D]
 
     def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:

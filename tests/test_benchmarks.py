@@ -51,6 +51,7 @@ def test_spacetime_cost_benchmark_runs_on_the_tiny_model():
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
-            if line.startswith(("plain ", "fixed ", "search ", "gradient "))}
-    assert sorted(rows) == ["fixed", "gradient", "plain", "search"] and rows["plain"][2] == "1.000"
-    assert "in turn in one process" in done.stdout and "fixed time x" in done.stdout
+            if line.startswith(("plain ", "fixed ", "official ", "search ", "gradient "))}
+    assert sorted(rows) == ["fixed", "gradient", "official", "plain", "search"] and rows["plain"][2] == "1.000"
+    assert "largest weight change" in " ".join(rows["gradient"])
+    assert "in turn in one process" in done.stdout and "official time x" in done.stdout

@@ -1,5 +1,6 @@
 """Automatic layout by rule: prompts to boxes (table-driven), and what is not understood gives no region."""
 import pytest
+import torch
 
 from aid_pack.samplers.prompt_layout import LayoutTextError, format_layout, parse_layout_text, parse_prompt
 
@@ -115,3 +116,24 @@ def test_auto_layout_node_encodes_local_prompts_and_its_text_feeds_the_typed_lay
     assert typed.names == ("cat", "dog") and typed.regions[0].box[0] == 0.1
     nothing = SpatialTemporalAutoLayout().build(clip, "a cat behind a dog")
     assert len(nothing["result"][0]) == 0 and "note:" in nothing["ui"]["text"][0]
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ("a photo of a cat to the left of a dog", {"cat": "a photo of a cat", "dog": "a photo of a dog"}),
+    ("an apple above the orange", {"apple": "a photo of an apple", "orange": "a photo of an orange"}),
+    ("two cats next to an owl", {"two cats": "a photo of two cats", "owl": "a photo of an owl"}),
+])
+def test_local_prompts_keep_the_article_the_prompt_gave(prompt, expected):
+    assert parse_prompt(prompt).local_prompts() == expected
+
+
+def test_auto_layout_encodes_local_prompts_with_their_article_and_draws_discs_on_request(sd15_tiny, encode):
+    from aid_pack.nodes.layout import SpatialTemporalAutoLayout, SpatialTemporalTypedLayout
+
+    clip = sd15_tiny[1]
+    regions = SpatialTemporalAutoLayout().build(clip, "a cat to the left of an owl", shape="disc")["result"][0]
+    assert [r.local_text for r in regions.regions] == ["a photo of a cat", "a photo of an owl"]
+    assert torch.equal(regions.regions[1].conditioning[0][0], encode(clip, "a photo of an owl")[0][0])
+    assert {r.shape for r in regions.regions} == {"disc"}
+    typed = SpatialTemporalTypedLayout().build(clip, "cat: 0.1, 0.1, 0.3, 0.3", shape="disc")["result"][0]
+    assert typed.regions[0].shape == "disc" and typed.regions[0].centre == pytest.approx((0.25, 0.25))

@@ -22,32 +22,53 @@ SIZE, STEPS, CFG, SEED = 64, 2, 5.0, 21
 PROMPT = "a photo of a cat to the left of a dog"
 
 
-def test_curves_run_from_the_first_step_to_the_last():
-    assert WeightCurve.ramp(1.0, 0.0).values(5).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
-    assert WeightCurve.constant(0.3).values(3).tolist() == [0.3, 0.3, 0.3]
-    assert parse_curve("0:0, 0.5:1, 1:0").values(5).tolist() == [0.0, 0.5, 1.0, 0.5, 0.0]
-    assert parse_curve("0.5:0.2").values(3).tolist() == pytest.approx([0.2, 0.2, 0.2])
+def test_curves_run_over_the_schedule_percent():
+    percents = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert WeightCurve.ramp(1.0, 0.0).values(percents).tolist() == [1.0, 0.75, 0.5, 0.25, 0.0]
+    assert WeightCurve.constant(0.3).values([0.0, 0.5, 1.0]).tolist() == [0.3, 0.3, 0.3]
+    assert parse_curve("0:0, 0.5:1, 1:0").values(percents).tolist() == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert parse_curve("0.5:0.2").values([0.0, 0.5, 1.0]).tolist() == pytest.approx([0.2, 0.2, 0.2])
 
 
 def test_knots_text_has_a_default_and_named_curves():
     default, named = parse_knots("# every region\n0:0.8, 1:0.2\ndog = 0:1, 1:0.5\n")
     weights = RegionWeights(default, named)
-    table = weights.table_for(3, ("cat", "dog"))
+    table = weights.values_at([0.0, 0.5, 1.0], ("cat", "dog"))
     assert table[:, 0].tolist() == pytest.approx([0.8, 0.5, 0.2])
     assert table[:, 1].tolist() == pytest.approx([1.0, 0.75, 0.5])
-    for bad in ("0:0.5, 0.5", "0.5:0.2, 0.4:0.3", "0:1.5", "0:1\n0:0.5", "= 0:1"):
+    assert parse_knots("0:2.5")[0].knots == ((0.0, 2.5),), "the official mix takes weights above 1"
+    for bad in ("0:0.5, 0.5", "0.5:0.2, 0.4:0.3", "0:11", "1.5:0.2", "0:1\n0:0.5", "= 0:1"):
         with pytest.raises(WeightsError):
             parse_knots(bad)
 
 
-def test_an_optimised_table_is_resampled_over_the_schedule_and_checked_against_the_regions():
-    weights = RegionWeights.from_table(torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]), ("cat", "dog"))
-    assert torch.equal(weights.table_for(3, ("cat", "dog")), weights.table)
-    assert weights.table_for(5, ("cat", "dog"))[:, 0].tolist() == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+def test_an_optimised_table_follows_the_percents_of_its_steps_and_is_checked_against_the_regions():
+    table = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    weights = RegionWeights.from_table(table, ("cat", "dog"), (0.0, 0.4, 0.8))
+    assert torch.equal(weights.values_at([0.0, 0.4, 0.8], ("cat", "dog")), table), "its own steps: bit for bit"
+    assert weights.values_at([0.2, 0.6, 0.9, 1.0], ("cat", "dog"))[:, 0].tolist() == pytest.approx([0.5, 0.5, 0, 0])
     with pytest.raises(WeightsError, match="optimised for 2 regions"):
-        weights.table_for(3, ("cat",))
+        weights.values_at([0.0], ("cat",))
     with pytest.raises(WeightsError):
-        RowWeights(torch.zeros(3, 1, 2)).rows_for(4, ("cat", "dog"))
+        RowWeights(torch.zeros(3, 1, 2)).lookup(("cat", "dog"), lambda sigma: 1 - sigma, (1.0, 0.75, 0.5, 0.25, 0.0))
+    assert RegionWeights.from_table(table * 3, ("cat", "dog"), (0.0, 0.4, 0.8), clip=False).largest(()) == 3.0
+
+
+def test_the_official_start_is_five_over_n_for_every_object():
+    start = RegionWeights.official_start()
+    assert start.values_at([0.0, 1.0], ("cat", "dog")).tolist() == [[2.5, 2.5], [2.5, 2.5]]
+    assert start.values_at([0.3], ("a", "b", "c", "d")).tolist() == [[1.25] * 4]
+    assert start.largest(("cat", "dog")) == 2.5
+
+
+def test_a_run_looks_weights_up_by_the_schedule_percent_of_each_sigma():
+    """The same sigma gets the same weights whatever part of the schedule the run holds."""
+    curve = RegionWeights(parse_curve("0:0, 0.5:1, 1:0"))
+    to_percent = lambda sigma: 1.0 - sigma / 10.0  # noqa: E731  a stand-in for the model's schedule
+    full = curve.lookup(("cat",), to_percent, (10.0, 7.5, 5.0, 2.5, 0.0))
+    second_half = curve.lookup(("cat",), to_percent, (5.0, 2.5, 0.0))
+    assert [float(full(s)) for s in (10.0, 7.5, 5.0, 2.5)] == [0.0, 0.5, 1.0, 0.5]
+    assert [float(second_half(s)) for s in (5.0, 2.5)] == [1.0, 0.5]
 
 
 def test_search_perturbations_stay_in_range_and_follow_the_seed():
@@ -55,6 +76,8 @@ def test_search_perturbations_stay_in_range_and_follow_the_seed():
     first = perturbed(table, 0.8, torch.Generator().manual_seed(1))
     assert ((first >= 0) & (first <= 1)).all() and not torch.equal(first, table)
     assert torch.equal(first, perturbed(table, 0.8, torch.Generator().manual_seed(1)))
+    official = perturbed(torch.full((6, 2), 2.5), 2.0, torch.Generator().manual_seed(1), upper=None)
+    assert (official >= 0).all() and (official > 1).any(), "the official mix's weights are not capped at 1"
 
 
 def test_the_weights_node_shows_its_curves_and_checks_names(sd15_tiny, encode):
@@ -127,9 +150,11 @@ def test_the_gradient_optimiser_leaves_the_model_sampling_what_it_sampled_before
 
     unet = setup["model"].model.diffusion_model
     before, weights_before = plain(), {name: value.clone() for name, value in unet.state_dict().items()}
-    SpatialTemporalWeightOptimiser().optimise(
+    report = SpatialTemporalWeightOptimiser().optimise(
         setup["model"], setup["positive"], setup["negative"], setup["regions"], setup["latent"], SEED, STEPS, CFG,
-        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)
+        "euler", "normal", setup["vae"], setup["scorer"], PROMPT, "gradient", 1, 0.05, 2)["result"][1]
+    moved = float(next(line for line in report.splitlines() if line.startswith("largest change")).split(": ")[-1])
+    assert 0.0 < moved <= 0.05 * 1.001, "one Adam step moves each weight by about the learning rate at most"
     after = unet.state_dict()
     assert after.keys() == weights_before.keys()
     assert all(torch.equal(after[name], value) for name, value in weights_before.items())

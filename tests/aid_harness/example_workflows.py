@@ -581,7 +581,8 @@ def _clip_scorer(flow: UIWorkflow, y: int):
 
 
 def spacetime_layout(object_info: dict) -> dict:
-    """Two objects in a typed layout, weights optimised by gradient (the paper), then Apply + the core KSampler."""
+    """Two objects in regions, weights optimised by gradient (the paper), then Apply + the core KSampler; below it
+    the same layout with the paper code's own mix at its start weights (mix official, 5 / N)."""
     flow = UIWorkflow(object_info)
     ckpt = flow.add("CheckpointLoaderSimple", {"ckpt_name": DEFAULT_CHECKPOINT}, pos=(0, 160), size=(330, 100))
     prompt = flow.add("PrimitiveStringMultiline", {"value": "a photo of a cat to the left of a dog, in a garden"},
@@ -627,6 +628,26 @@ def spacetime_layout(object_info: dict) -> dict:
     flow.link(negative, 0, sampler, "negative")
     flow.link(latent, 0, sampler, "latent_image")
     _save_image(flow, ckpt, sampler, 2340, "AID/spacetime_layout")
+    official_start = flow.add("AIDSpatialTemporalWeights", {"mode": "official start (5/N)"}, pos=(1560, 760),
+                              size=(320, 420), title="The paper code's start: 5 / N")
+    official = flow.add("AIDApplySpatialTemporalAttention", {"mix": "official"}, pos=(1980, 760), size=(320, 100),
+                        title="Apply Spatial-Temporal Attention (the paper code's mix)")
+    flow.link(ckpt, "MODEL", official, "model")
+    flow.link(dog, 0, official, "regions")
+    flow.link(official_start, 0, official, "weights")
+    official_sampler = flow.add("KSampler", {"seed": 42, "steps": 25, "cfg": 7.0, "sampler_name": "euler",
+                                             "scheduler": "normal", "denoise": 1.0}, pos=(1980, 900),
+                                size=(320, 270), title="KSampler (official mix)")
+    flow.link(official, 0, official_sampler, "model")
+    flow.link(positive, 0, official_sampler, "positive")
+    flow.link(negative, 0, official_sampler, "negative")
+    flow.link(latent, 0, official_sampler, "latent_image")
+    decode = flow.add("VAEDecode", pos=(2340, 900), size=(220, 50))
+    flow.link(official_sampler, 0, decode, "samples")
+    flow.link(ckpt, "VAE", decode, "vae")
+    save = flow.add("SaveImage", {"filename_prefix": "AID/spacetime_layout_official"}, pos=(2600, 900),
+                    size=(400, 440))
+    flow.link(decode, "IMAGE", save, "images")
     return flow.to_json()
 
 
