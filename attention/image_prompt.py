@@ -1,4 +1,4 @@
-"""IP-Adapter image prompts as AID endpoints (algorithm.md section 7), in plain torch.
+"""IP-Adapter image prompts as AID endpoints (docs/how-it-works.md), in plain torch.
 
 IP-Adapter adds a decoupled image cross-attention to every attn2 layer:
     out = Attn(Q, K_txt, V_txt) + s * Attn(Q, K_img, V_img),   K_img = tokens @ W_k_ip^T, V_img likewise,
@@ -23,15 +23,17 @@ image term in either branch, exactly like the text-only generation it must equal
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from .install import transformer_block_keys
-from .interpolation import interpolate
+from .interpolation import attention_on_tokens, heads_view, interpolate, tokens_view
 from .layout import FrameLayout
 from .patch import comfy_attention
+from .rows import RowPlans, attend_rows
 
 IMAGE_MODES = ("morph", "image-control")
 # IP-Adapter files number the cross-attention layers input blocks first, then output, then middle.
@@ -356,6 +358,7 @@ class ImagePromptBranch:
     weight: float
     interpolation_mode: str
     keys_values: dict
+    _row_plans: dict = field(init=False, default_factory=dict, repr=False)  # frame layout -> its RowPlans
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options; the branch never changes, share it.
@@ -387,13 +390,14 @@ class ImagePromptBranch:
         """
         frames = q.shape[0] // len(positive)
         attention = comfy_attention(extra_options)
+        heads = extra_options["n_heads"]
         out = torch.empty_like(q)
         for chunk, is_positive in enumerate(positive):
             rows = slice(chunk * frames, (chunk + 1) * frames)
-            out[rows] = self._chunk(q[rows], is_positive, layout, interpolating, attention)
+            out[rows] = self._chunk(q[rows], is_positive, layout, interpolating, attention, heads)
         return out * self.weight if self.weight != 1.0 else out
 
-    def _chunk(self, q, positive, layout, interpolating, attention):
+    def _chunk(self, q, positive, layout, interpolating, attention, heads):
         """Image attention of one chunk of frames [F, L, C] (unscaled by the weight)."""
         if self.mode == "image-control":
             k, v = self._get("b" if positive else "uncond", q)
@@ -403,15 +407,15 @@ class ImagePromptBranch:
         if not positive:
             return _shared_attention(attention, q, *self._get("uncond", q))
         k_own, v_own = self._get("own", q)  # each row's own tokens; key rows hold their key's image
-        out = attention(q, k_own, v_own)
-        if interpolating:
-            for (row_a, row_b), members in layout.segments().items():
-                rows = [row for row, _ in members]
-                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
-                out[rows] = interpolate(self.interpolation_mode, q[rows], k_own[rows], v_own[rows],
-                                        k_own[row_a:row_a + 1], v_own[row_a:row_a + 1], k_own[row_b:row_b + 1],
-                                        v_own[row_b:row_b + 1], t, attention)
-        return out
+        if not interpolating:
+            return attention(q, k_own, v_own)
+        plans = self._row_plans.get(layout)
+        if plans is None:
+            plans = self._row_plans[layout] = RowPlans(layout)
+        on_heads = attention_on_tokens(attention, heads)
+        segment = partial(interpolate, self.interpolation_mode, attention=on_heads)
+        views = (heads_view(x, heads) for x in (q, k_own, v_own))
+        return tokens_view(attend_rows(plans.get((True,), q.device), *views, on_heads, segment))
 
 
 def _shared_attention(attention, q, k, v):

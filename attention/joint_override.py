@@ -10,7 +10,7 @@ Inside a block one call sees rows = chunks x frames, one chunk per conditioning 
 batched. In every positive chunk (attention/branches.py decides which, by what the entry is) the frame layout
 (attention/layout.py) says which rows are keys (rows 0 and F-1, endpoints A and B, for a two-endpoint
 sequence) and which are interior frames between two of them; only interior rows get interpolated
-attention (attention/joint.py) against their own segment's two key rows, only in the blocks chosen and
+attention (attention/interpolation.py) against their own segment's two key rows, only in the blocks chosen and
 only while the sampler's sigma lies in the active range. Key rows and other chunks get plain
 attention, so keys equal plain generations.
 
@@ -23,19 +23,32 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import torch
+from functools import partial
 
 from ..errors import plural
 from .branches import positive_chunks
-from .joint import attention_with_lse, interpolate_joint, interpolate_joint_lse, interpolated_tokens
-from .patch import FrameCountError, InterpolationSettings, rows_index
+from .interpolation import interpolate
+from .lse_attention import attention_with_lse
+from .patch import FrameCountError, InterpolationSettings
+from .rows import attend_rows
 
 OVERRIDE_KEY = "optimized_attention_override"
 TEXT_TOKENS = "aid_text_tokens"  # text tokens at the start of every joint sequence of this model call
 IMAGE_TOKENS = "aid_image_tokens"  # image tokens of the current block (written where the family needs it)
 BLOCKS = ("all", "double", "single")
 DEFAULT_BLOCKS = "all"
+# The pack's `layers` choice as a key subset of joint attention.
+KEY_SUBSETS = {"self and cross": "all", "self only": "image", "cross only": "text"}
+
+
+def interpolated_tokens(layers: str, tokens: int, text_tokens: int) -> slice:
+    """The endpoint key tokens `layers` interpolates, for a sequence of `tokens` with `text_tokens` first."""
+    subset = KEY_SUBSETS[layers]
+    if subset == "all":
+        return slice(0, tokens)
+    if subset == "image":
+        return slice(text_tokens, tokens)
+    return slice(0, text_tokens)
 
 
 class JointMaskError(ValueError):
@@ -72,12 +85,13 @@ class JointAttentionOverride:
             return self._backend(func, *args, **kwargs)
         q, k, v, heads, mask, rest = _arguments(args, kwargs)
         positive = positive_chunks(options, self.settings.node_name)
-        frames = self._frames(q.shape[0], len(positive))
+        self._check_frames(q.shape[0], len(positive))
         skip_reshape, skip_output_reshape = kwargs.get("skip_reshape", False), kwargs.get("skip_output_reshape", False)
         q4, k4, v4 = (x if skip_reshape else x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
                       for x in (q, k, v))
         interpolated = interpolated_tokens(self.targets.layers, q4.shape[2], self._text_tokens(options, q4.shape[2]))
-        if not self.settings.frame_layout().has_interior() or not any(positive) or interpolated.stop <= interpolated.start:
+        plan = self.settings.row_plan(positive, q.device)
+        if not plan.has_interior() or interpolated.stop <= interpolated.start:
             return self._backend(func, *args, **kwargs)
         if mask is not None:
             raise JointMaskError(
@@ -89,7 +103,10 @@ class JointAttentionOverride:
         def attention(q_, k_, v_):
             return self._backend(func, q_, k_, v_, heads, skip_reshape=True, skip_output_reshape=True, **rest)
 
-        out = self._interpolated(q4, k4, v4, positive, frames, interpolated, attention)
+        lse = attention_with_lse if self.settings.fusion == "lse" and self.previous is None else None
+        segment = partial(interpolate, self.settings.mode, attention=attention, attention_lse=lse,
+                          interpolated=interpolated)
+        out = attend_rows(plan, q4, k4, v4, attention, segment)
         if skip_output_reshape:
             return out
         rows, _, tokens, _ = out.shape
@@ -101,14 +118,14 @@ class JointAttentionOverride:
             return self.previous(func, *args, **kwargs)
         return func(*args, **kwargs)
 
-    def _frames(self, rows: int, chunks: int) -> int:
+    def _check_frames(self, rows: int, chunks: int) -> None:
+        """The batch holds one row per frame of the schedule in every chunk."""
         expected = self.settings.frame_layout().frames
         if rows % chunks or rows // chunks != expected:
             raise FrameCountError(
                 f"{self.settings.node_name}: input 'schedule': the transformer's batch has {plural(rows, 'row')} in "
                 f"{plural(chunks, 'chunk')}, not {expected} frames each as the schedule says. Fix: make the latent "
                 f"with AID Latent from the same schedule (or set the schedule's frames to the batch size).")
-        return expected
 
     @staticmethod
     def _text_tokens(options: dict, tokens: int) -> int:
@@ -120,43 +137,6 @@ class JointAttentionOverride:
             raise RuntimeError("AID: the joint attention call came without its token layout (the run wrapper of "
                                "attention/dit_blocks.py is missing).")
         return int(text)
-
-    def _interpolated(self, q, k, v, positive, frames, interpolated, attention):
-        """Plain attention for key rows and other chunks; interpolated for the interior rows of positive chunks,
-        each segment between its two key rows (attention/layout.py); 4-D out."""
-        settings = self.settings
-        segments = settings.frame_layout().segments()
-        rows = q.shape[0]
-        interior = {c * frames + row for c, is_positive in enumerate(positive) if is_positive
-                    for members in segments.values() for row, _ in members}
-        plain_rows = sorted(set(range(rows)) - interior)
-        out = None
-        if plain_rows:
-            index = torch.tensor(plain_rows, device=q.device)
-            plain = attention(q[index], k[index], v[index])
-            out = plain.new_empty((rows, *plain.shape[1:]))
-            out[index] = plain
-            del plain
-        use_lse = settings.fusion == "lse" and settings.mode.startswith("fused") and self.previous is None
-        for chunk, is_positive in enumerate(positive):
-            if not is_positive:
-                continue
-            base = chunk * frames
-            for (row_a, row_b), members in segments.items():
-                inner = rows_index([base + row for row, _ in members], q.device)
-                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
-                a, b = base + row_a, base + row_b
-                ends = (k[a:a + 1], v[a:a + 1], k[b:b + 1], v[b:b + 1])
-                if use_lse:
-                    result = interpolate_joint_lse(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
-                                                   attention_with_lse).to(q.dtype)
-                else:
-                    result = interpolate_joint(settings.mode, q[inner], k[inner], v[inner], *ends, t, interpolated,
-                                               attention)
-                if out is None:
-                    out = result.new_empty((rows, *result.shape[1:]))
-                out[inner] = result.to(out.dtype)
-        return out
 
 
 def _arguments(args: tuple, kwargs: dict):

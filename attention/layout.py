@@ -4,7 +4,7 @@ A sequence goes through keys K_0, K_1, ... (two for A -> B; more for keyframe se
 of a run's batch is a frame between two keys: (key_a, key_b, t). At t = 0 the row is key_a itself,
 at t = 1 key_b itself: key rows get plain attention, so they equal plain generations of their key.
 Every other row is an interior frame of the segment key_a -> key_b and attends to the rows where
-those two keys sit in the same batch (algorithm.md section 3). A key shared by two segments sits
+those two keys sit in the same batch (docs/how-it-works.md). A key shared by two segments sits
 in one row that serves both.
 
 The two-endpoint layout [A, frames..., B] is FrameLayout.between(coefficients): rows (0, 1, t_f).

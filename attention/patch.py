@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 
 from ..errors import plural
 from .branches import positive_chunks
-from .interpolation import DEFAULT_MODE, attention_with_lse, interpolate
+from .interpolation import DEFAULT_MODE, attention_on_tokens, heads_view, interpolate, tokens_view
 from .layout import FrameLayout
+from .lse_attention import attention_with_lse
+from .rows import RowPlan, RowPlans, attend_rows
 
 LAYERS = ("self and cross", "self only", "cross only")
 
@@ -66,14 +69,23 @@ class InterpolationSettings:
     # Regional interpolation: callable (extra_options, query_tokens, device, dtype) -> c(x) [tokens] in 0..1;
     # None is c = 1 everywhere (plain AID). See InterpolationPatch._hold_outside_map.
     coefficient_map: object = None
+    # which rows get which attention, per positive chunks and device (shared by every layer of the model)
+    row_plans: RowPlans = field(init=False, compare=False, repr=False)
+    # (the last sigmas tensor seen, whether it was active): one read of the sigma per model call, not per layer
+    _last_sigmas: tuple = field(init=False, compare=False, repr=False, default=(None, False))
 
     def __post_init__(self):
         if self.layout is None:
             object.__setattr__(self, "layout", FrameLayout.between(self.coefficients))
+        object.__setattr__(self, "row_plans", RowPlans(self.layout))
 
     def frame_layout(self) -> FrameLayout:
         """The rows' keys and coefficients: `layout`, or A -> B at `coefficients`."""
         return self.layout
+
+    def row_plan(self, positive, device) -> RowPlan:
+        """The rows of a call with these positive chunks (attention/rows.py), made once per chunks and device."""
+        return self.row_plans.get(positive, device)
 
     def is_active(self, extra_options: dict) -> bool:
         """True while the sampler's current sigma lies in [sigma_end, sigma_start]."""
@@ -82,8 +94,12 @@ class InterpolationSettings:
         sigmas = extra_options.get("sigmas")
         if sigmas is None:
             return True
-        sigma = float(sigmas.reshape(-1)[0])
-        return self.sigma_end <= sigma <= self.sigma_start
+        last, active = self._last_sigmas
+        if sigmas is not last:  # every layer of one model call gets the same tensor; reading it may wait for the device
+            sigma = float(sigmas.reshape(-1)[0])
+            active = self.sigma_end <= sigma <= self.sigma_start
+            object.__setattr__(self, "_last_sigmas", (sigmas, active))
+        return active
 
 
 def comfy_attention(extra_options: dict):
@@ -145,21 +161,21 @@ class InterpolationPatch:
                 f"{settings.node_name}: input 'schedule': the sampled latent batch has {plural(frames, 'frame')} "
                 f"but the schedule has {settings.frame_layout().frames}. Fix: make the latent with AID Latent from "
                 f"the same schedule (or set the schedule's frames to the batch size).")
-        active = settings.is_active(extra_options) and any(positive) and settings.frame_layout().has_interior()
+        plan = settings.row_plan(positive, q.device)
+        active = settings.is_active(extra_options) and plan.has_interior()
         if not active:
             out = self._plain(q, k, v, extra_options)
         elif self.previous is not None:
-            out = self._chained(q, k, v, extra_options, positive, frames)
+            out = self._chained(q, k, v, extra_options, plan)
         else:
-            out = self._interpolated(q, k, v, extra_options, positive, frames)
+            out = self._interpolated(q, k, v, extra_options, plan)
         if settings.coefficient_map is not None and settings.active and frames > 1 and any(positive):
-            out = self._hold_outside_map(out, q, k, v, extra_options, positive, frames)
+            out = self._hold_outside_map(out, q, k, v, extra_options, plan)
         if self.image_branch is not None:
             out = out + self.image_branch(q, extra_options, positive, settings.frame_layout(), active)
         return with_added_terms(self.added, out, q, k, v, extra_options)
 
-
-    def _hold_outside_map(self, out, q, k, v, extra_options, positive, frames):
+    def _hold_outside_map(self, out, q, k, v, extra_options, plan: RowPlan):
         """Regional interpolation: where c(x) < 1, frames after A (row 0) hold at A, at every step.
 
         On rows 1..F-1 of positive chunks, out(x) = (1 - c(x)) Attn(q_x, K_A, V_A) + c(x) out(x): outside the
@@ -167,55 +183,31 @@ class InterpolationPatch:
         AID exactly. The last frame therefore shows B inside the map and follows A outside it.
         """
         c = self.settings.coefficient_map(extra_options, q.shape[1], q.device, q.dtype).reshape(1, -1, 1)
-        rows = [chunk * frames + f for chunk, is_positive in enumerate(positive) if is_positive
-                for f in range(1, frames)]
-        index = torch.tensor(rows, device=q.device)
-        k_a, v_a = k.clone(), v.clone()
-        for chunk, is_positive in enumerate(positive):
-            if is_positive:
-                first = chunk * frames
-                k_a[first + 1:first + frames], v_a[first + 1:first + frames] = k[first], v[first]
-        if self.previous is not None:
-            hold = self.previous(q, k_a, v_a, extra_options)[index]
+        held = plan.held
+        if self.previous is not None:  # the whole batch, every row of a positive chunk with its row 0's keys
+            hold = self.previous(q, k[plan.first_row], v[plan.first_row], extra_options)[held]
         else:
-            hold = comfy_attention(extra_options)(q[index], k_a[index], v_a[index])
+            first = plan.first_row[held]
+            hold = comfy_attention(extra_options)(q[held], k[first], v[first])
         result = out.clone()
-        result[index] = (1.0 - c) * hold + c * out[index]
+        result[held] = (1.0 - c) * hold + c * out[held]
         return result
 
-    def _interpolated(self, q, k, v, extra_options, positive, frames):
+    def _interpolated(self, q, k, v, extra_options, plan: RowPlan):
+        """Plain attention on plain rows, interpolated on each segment's interior rows, all through ComfyUI's backend."""
         settings = self.settings
-        segments = settings.frame_layout().segments()
-        interior = {c * frames + row for c, is_positive in enumerate(positive) if is_positive
-                    for members in segments.values() for row, _ in members}
-        out = torch.empty_like(q)
-        plain_rows = sorted(set(range(q.shape[0])) - interior)
-        if plain_rows:
-            index = torch.tensor(plain_rows, device=q.device)
-            out[index] = self._plain(q[index], k[index], v[index], extra_options)
-        attention = comfy_attention(extra_options)
-        lse = None
-        if settings.fusion == "lse" and settings.mode.startswith("fused"):
-            heads = extra_options["n_heads"]
-            lse = lambda q_, k_, v_: attention_with_lse(q_, k_, v_, heads)  # noqa: E731
-        for chunk, is_positive in enumerate(positive):
-            if not is_positive:
-                continue
-            base = chunk * frames
-            for (row_a, row_b), members in segments.items():
-                rows = rows_index([base + row for row, _ in members], q.device)
-                t = torch.tensor([t for _, t in members], dtype=torch.float32, device=q.device)
-                a, b = slice(base + row_a, base + row_a + 1), slice(base + row_b, base + row_b + 1)
-                out[rows] = interpolate(settings.mode, q[rows], k[rows], v[rows], k[a], v[a], k[b], v[b], t,
-                                        attention, lse, extra_options["n_heads"])
-        return out
+        heads = extra_options["n_heads"]
+        attention = attention_on_tokens(comfy_attention(extra_options), heads)
+        lse = attention_with_lse if settings.fusion == "lse" else None
+        segment = partial(interpolate, settings.mode, attention=attention, attention_lse=lse)
+        return tokens_view(attend_rows(plan, *(heads_view(x, heads) for x in (q, k, v)), attention, segment))
 
     def _plain(self, q, k, v, extra_options):
         if self.previous is not None:
             return self.previous(q, k, v, extra_options)
         return comfy_attention(extra_options)(q, k, v)
 
-    def _chained(self, q, k, v, extra_options, positive, frames):
+    def _chained(self, q, k, v, extra_options, plan: RowPlan):
         """Interpolate through the previous patch, calling it on the whole batch as it expects.
 
         The interpolated rows come from calls over joined key sets; every other row, from one call over
@@ -223,44 +215,10 @@ class InterpolationPatch:
         uncond attention map) records plain attention. The log-sum-exp fusion cannot see inside another
         patch, so chained layers always join key sets (concat).
         """
-        mode = self.settings.mode
-        rows = q.shape[0]
-        t = torch.zeros(rows, dtype=torch.float32, device=q.device)
-        k_a, v_a, k_b, v_b = k.clone(), v.clone(), k.clone(), v.clone()
-        interior = torch.zeros(rows, dtype=torch.bool, device=q.device)
-        segments = self.settings.frame_layout().segments()
-        for chunk, is_positive in enumerate(positive):
-            if not is_positive:
-                continue
-            base = chunk * frames
-            for (row_a, row_b), members in segments.items():
-                for row, coefficient in members:
-                    t[base + row] = coefficient
-                    interior[base + row] = True
-                    k_a[base + row], v_a[base + row] = k[base + row_a], v[base + row_a]
-                    k_b[base + row], v_b[base + row] = k[base + row_b], v[base + row_b]
-        weight = t.to(q.dtype).reshape(-1, 1, 1)
-
-        def previous(k_set, v_set):
-            return self.previous(q, k_set, v_set, extra_options)
-
-        if mode == "fused outer":
-            interpolated = torch.lerp(previous(torch.cat([k, k_a], 1), torch.cat([v, v_a], 1)),
-                                      previous(torch.cat([k, k_b], 1), torch.cat([v, v_b], 1)), weight)
-        elif mode == "outer":
-            interpolated = torch.lerp(previous(k_a, v_a), previous(k_b, v_b), weight)
-        else:
-            k_star, v_star = torch.lerp(k_a, k_b, weight), torch.lerp(v_a, v_b, weight)
-            if mode == "fused inner":
-                interpolated = previous(torch.cat([k, k_star], 1), torch.cat([v, v_star], 1))
-            else:
-                interpolated = previous(k_star, v_star)
-        plain = previous(k, v)
-        return torch.where(interior.reshape(-1, 1, 1), interpolated, plain)
-
-
-def rows_index(rows: list[int], device):
-    """A slice for a run of consecutive rows (a view), else an index tensor."""
-    if rows == list(range(rows[0], rows[-1] + 1)):
-        return slice(rows[0], rows[-1] + 1)
-    return torch.tensor(rows, device=device)
+        heads = extra_options["n_heads"]
+        attention = attention_on_tokens(lambda q_, k_, v_: self.previous(q_, k_, v_, extra_options), heads)
+        q4, k4, v4 = (heads_view(x, heads) for x in (q, k, v))
+        ends = (heads_view(x[index], heads) for index in (plan.key_a, plan.key_b) for x in (k, v))  # each row's keys
+        interpolated = tokens_view(interpolate(self.settings.mode, q4, k4, v4, *ends, plan.t, attention))
+        plain = tokens_view(attention(q4, k4, v4))
+        return torch.where(plan.interior.reshape(-1, 1, 1), interpolated, plain)

@@ -2,9 +2,36 @@
 import pytest
 import torch
 
-from aid_pack.attention.interpolation import (attention_with_lse, interpolate, merge_partial_attention)
+from aid_pack.attention import lse_attention
+from aid_pack.attention.interpolation import heads_view, interpolate_tokens, merge_by_lse, tokens_view
 
 HEADS, DIM = 2, 4
+
+
+# These tests hold tensors as a UNet layer does, [rows, tokens, heads * d]; the core works on
+# [rows, heads, tokens, d]. The adapters below are the only translation.
+
+def on_tokens(lse_fn):
+    """An lse attention of attention/lse_attention.py taking [rows, L, heads * d] tensors and `heads`."""
+    def call(q, k, v, heads, *args, **kwargs):
+        result = lse_fn(*(heads_view(x, heads) for x in (q, k, v)), *args, **kwargs)
+        return None if result is None else (tokens_view(result[0]), result[1])
+
+    return call
+
+
+attention_with_lse = on_tokens(lse_attention.attention_with_lse)
+chunked_attention_with_lse = on_tokens(lse_attention.chunked_attention_with_lse)
+fused_attention_with_lse = on_tokens(lse_attention.fused_attention_with_lse)
+plan_attention_blocks = lse_attention.plan_attention_blocks
+
+
+def interpolate(mode, *tensors, attention, attention_lse=None):
+    return interpolate_tokens(mode, *tensors, attention, HEADS, attention_lse=attention_lse)
+
+
+def merge_partial_attention(out_1, lse_1, out_2, lse_2, heads):
+    return tokens_view(merge_by_lse(heads_view(out_1, heads), lse_1, heads_view(out_2, heads), lse_2)).to(out_1.dtype)
 
 
 def direct_attention(q, k, v):
@@ -70,8 +97,7 @@ def test_mode_matches_direct_formula(mode, tensors):
 
 @pytest.mark.parametrize("mode", ["fused inner", "fused outer"])
 def test_log_sum_exp_fusion_matches_direct_formula(mode, tensors):
-    lse = lambda q, k, v: attention_with_lse(q, k, v, HEADS)  # noqa: E731
-    got = interpolate(mode, *tensors, attention=sdpa, attention_lse=lse, heads=HEADS)
+    got = interpolate(mode, *tensors, attention=sdpa, attention_lse=lse_attention.attention_with_lse)
     # the log-sum-exp path computes in float32 whatever the input dtype
     assert torch.allclose(got, reference(mode, *tensors), atol=1e-5)
 
@@ -114,8 +140,6 @@ def test_unknown_mode_is_refused(tensors):
 from hypothesis import given, settings, strategies as st  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from aid_pack.attention.interpolation import (chunked_attention_with_lse, fused_attention_with_lse,  # noqa: E402
-                                              plan_attention_blocks)
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 

@@ -1,4 +1,4 @@
-"""Interpolated joint attention (attention/joint.py) and its override, on plain tensors and ComfyUI's attention.
+"""Interpolated joint attention (attention/interpolation.py on the DiT layout) and its override, on plain tensors and ComfyUI's attention.
 
 The math is checked against the formulas of docs/diffusion-transformers.md computed head by head in float64; the override is
 called the way the host calls it (comfy/ldm/modules/attention.py wrap_attn routes a backend call made
@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from aid_pack.attention.branches import POSITIVE_UUIDS
-from aid_pack.attention.joint import (attention_with_lse, interpolate_joint, interpolate_joint_lse,
-                                      interpolated_tokens)
+from aid_pack.attention.interpolation import interpolate
+from aid_pack.attention.lse_attention import attention_with_lse
 from aid_pack.attention.joint_override import (IMAGE_TOKENS, TEXT_TOKENS, JointAttentionOverride, JointMaskError,
-                                               JointTargets)
+                                               JointTargets, interpolated_tokens)
 from aid_pack.attention.layout import FrameLayout
 from aid_pack.attention.patch import FrameCountError, InterpolationSettings
 
@@ -67,7 +67,7 @@ def make(rows=3, tokens=7, seed=0, dtype=torch.float64):
 def test_joined_key_sets_follow_the_formulas(mode, layers):
     q, k, v, ends, t = make()
     keys = interpolated_tokens(layers, 7, text_tokens=3)
-    got = interpolate_joint(mode, q, k, v, *ends, t, keys, sdpa)
+    got = interpolate(mode, q, k, v, *ends, t, sdpa, interpolated=keys)
     assert torch.allclose(got, reference(mode, q, k, v, *ends, t, keys), atol=1e-10)
 
 
@@ -85,8 +85,8 @@ def test_layers_choose_image_text_or_all_endpoint_keys():
 def test_log_sum_exp_merge_equals_joined_key_sets(mode, text, seed, layers):
     q, k, v, ends, t = make(rows=2, tokens=6, seed=seed)
     keys = interpolated_tokens(layers, 6, text)
-    joined = interpolate_joint(mode, q, k, v, *ends, t, keys, sdpa)
-    merged = interpolate_joint_lse(mode, q, k, v, *ends, t, keys)
+    joined = interpolate(mode, q, k, v, *ends, t, sdpa, interpolated=keys)
+    merged = interpolate(mode, q, k, v, *ends, t, sdpa, attention_lse=attention_with_lse, interpolated=keys)
     assert torch.allclose(joined, merged.to(joined.dtype), atol=1e-5)
 
 
@@ -150,8 +150,8 @@ def test_override_interpolates_only_interior_rows_of_positive_chunks():
     changed = [not torch.allclose(out[r], expected[r], atol=1e-6) for r in range(8)]
     assert changed == [False, False, False, False, False, True, True, False]  # negative chunk, then A f1 f2 B
     keys = slice(0, 7)
-    interior = interpolate_joint("fused outer", q[5:7], k[5:7], v[5:7], k[4:5], v[4:5], k[7:8], v[7:8],
-                                 torch.tensor([0.25, 0.75]), keys, sdpa)
+    interior = reference("fused outer", q[5:7], k[5:7], v[5:7], k[4:5], v[4:5], k[7:8], v[7:8],
+                         torch.tensor([0.25, 0.75]), keys)
     assert torch.allclose(out[5:7], interior.transpose(1, 2).reshape(2, 7, -1), atol=1e-6)
 
 

@@ -12,7 +12,6 @@ from aid_harness import models as M
 from aid_pack.attention.branches import POSITIVE_UUIDS
 from aid_pack.attention.image_prompt import (ImageEndpoints, ImagePromptBranch, ImagePromptMismatchError,
                                              ImageProjModel, Resampler)
-from aid_pack.attention.interpolation import fused_inner, fused_outer
 from aid_pack.attention.layout import FrameLayout
 from aid_pack.attention.ip_adapter_files import (IPAdapterFileError, detect_variant, load_ip_adapter,
                                                  split_state_dict)
@@ -73,8 +72,13 @@ def test_morph_branch_rows(comfy, interpolation_mode):
     assert torch.allclose(cond[-1], 0.7 * attention(qc[-1:], k_b, v_b)[0], atol=1e-5)
     for f in (1, 2):
         k_own, v_own = torch.lerp(k_a, k_b, t[f]), torch.lerp(v_a, v_b, t[f])
-        formula = fused_outer if interpolation_mode == "fused outer" else fused_inner
-        expected = formula(qc[f:f + 1], k_own, v_own, k_a, v_a, k_b, v_b, t[f:f + 1], attention)
+        q_f, tf = qc[f:f + 1], float(t[f])
+        if interpolation_mode == "fused outer":  # (1 - t) Attn(Q, [own; A]) + t Attn(Q, [own; B])
+            expected = ((1 - tf) * attention(q_f, torch.cat([k_own, k_a], 1), torch.cat([v_own, v_a], 1))
+                        + tf * attention(q_f, torch.cat([k_own, k_b], 1), torch.cat([v_own, v_b], 1)))
+        else:  # Attn(Q, [own; lerp(A, B, t)])
+            expected = attention(q_f, torch.cat([k_own, torch.lerp(k_a, k_b, tf)], 1),
+                                 torch.cat([v_own, torch.lerp(v_a, v_b, tf)], 1))
         assert torch.allclose(cond[f], 0.7 * expected[0], atol=1e-5)
     # outside the active range the interior frames attend to their own lerped tokens only
     plain = branch(q, options([1, 0]), positive([1, 0]), LAYOUT, False)[frames:]

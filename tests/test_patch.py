@@ -6,10 +6,19 @@ import torch
 
 from aid_pack.attention.branches import POSITIVE_UUIDS, UnknownBranchError
 from aid_pack.attention.install import existing_replace_patch, install_interpolation, transformer_block_keys
-from aid_pack.attention.interpolation import fused_outer
 from aid_pack.attention.patch import FrameCountError, InterpolationPatch, InterpolationSettings
 
 HEADS, DIM = 2, 8
+
+def fused_outer(q, k, v, k_a, v_a, k_b, v_b, t, attention):
+    """(1 - t) Attn(Q, [K; K_A]) + t Attn(Q, [K; K_B]) on [rows, L, C] (algorithm.md section 3), row by row."""
+    rows = []
+    for r in range(q.shape[0]):
+        def term(k_e, v_e):
+            return attention(q[r:r + 1], torch.cat([k[r:r + 1], k_e], 1), torch.cat([v[r:r + 1], v_e], 1))
+        rows.append((1 - float(t[r])) * term(k_a, v_a) + float(t[r]) * term(k_b, v_b))
+    return torch.cat(rows)
+
 COEFFICIENTS = (0.0, 0.3, 0.7, 1.0)
 
 
