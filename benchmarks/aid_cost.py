@@ -227,8 +227,9 @@ def layer_worker(method: str, tokens: int = LAYER_TOKENS) -> dict:
     host.boot_in_process(root, host.make_base_directory(Path(tempfile.mkdtemp(prefix="aid-bench-layer-"))))
     import comfy.ldm.modules.attention as comfy_attention
 
-    from aid_pack.attention import core
-    from aid_pack.attention.unet import heads_view, tokens_view
+    from aid_pack.attention import interpolation as core
+    from aid_pack.attention.interpolation import heads_view, tokens_view
+    from aid_pack.attention.lse_attention import attention_with_lse
 
     generator = torch.Generator().manual_seed(SEED)
     channels = LAYER_HEADS * LAYER_DIM_HEAD
@@ -250,8 +251,8 @@ def layer_worker(method: str, tokens: int = LAYER_TOKENS) -> dict:
 
     lse_functions = {
         "lse-previous": previous,
-        "lse-chunked": lambda q_, k_, v_: core.attention_with_lse(q_, k_, v_, use_fused_kernel=False),
-        "lse-fused": core.attention_with_lse,
+        "lse-chunked": lambda q_, k_, v_: attention_with_lse(q_, k_, v_, use_fused_kernel=False),
+        "lse-fused": attention_with_lse,
     }
 
     def run():
