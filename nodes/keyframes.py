@@ -11,14 +11,17 @@ from ..errors import AIDInputError
 from ..samplers.sequence.conditioning import BLENDS
 from ..samplers.keyframes.easing import EASING_NAMES, Easing, EasingError, parse_easing
 from ..samplers.keyframes.sampling import (MAX_RUN_TOKENS, KeyframeRequest, check_conditioning, check_run_tokens,
+                                          key_names,
                                           sample_keyframes)
+from ..samplers.sequence.sampler import empty_sequence_latent
 from ..samplers.keyframes.text import KeyframeError, parse_keyframes, parse_position
 from ..samplers.keyframes.plan import Keyframe, Keyframes, plan_keyframes, resolve_timeline, share_plan
 from .ipadapter import encode_images
 from .sampler import AIDSampler, sampler_progress
 from .shares import sequence_share
 from .text_encode import MAX_PROMPT_CHARACTERS
-from .validation import check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size
+from .validation import (check_choice, check_conditioning_for_model, check_equal_token_counts, check_frames_per_batch,
+                         check_image_size)
 from .widgets import fusion_input, interpolation_inputs, interpolation_options, share_input
 
 TEXT_NODE = "AID Keyframes"
@@ -253,8 +256,8 @@ class AIDKeyframeSampler:
         ksampler_style = AIDSampler.INPUT_TYPES()["required"]  # the same widgets and tooltips as AID Sampler
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The checkpoint's model (SD1.x, SD2.x or SDXL family); it is not "
-                                               "changed, the node samples a patched copy."}),
+                "model": ("MODEL", {"tooltip": "The model: SD1.x, SD2.x, SDXL, Flux, SD3.5 or Qwen-Image; it is "
+                                               "not changed, the node samples a patched copy."}),
                 "keyframes": ("AID_KEYFRAMES", {"tooltip": "The keys: AID Keyframes (text) or AID Keyframe nodes."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt, shared by every frame."}),
                 **{name: ksampler_style[name] for name in ("width", "height")},
@@ -263,7 +266,8 @@ class AIDKeyframeSampler:
                 **{name: ksampler_style[name] for name in ("steps", "cfg", "sampler_name", "scheduler")},
                 "total_frames": ("INT", {"default": 0, "min": 0, "max": 100000,
                                          "tooltip": "Frames of the sequence. 0: up to the last key (a loop: its last "
-                                                    "segment as long as the one before). More: the last key is held "
+                                                    "segment as long as the one before, or the frames before the "
+                                                    "first key when they are more). More: the last key is held "
                                                     "to the end (a loop: the way back gets the rest). Needed for "
                                                     "fractions (0.5, 50%) and -N frames."}),
                 "loop": ("BOOLEAN", {"default": False,
@@ -303,6 +307,7 @@ class AIDKeyframeSampler:
             check_conditioning_for_model(SAMPLER_NODE, f"keyframes ({key.source})", key.conditioning, model)
             if key.guidance is not None:
                 check_conditioning_for_model(SAMPLER_NODE, f"keyframes ({key.source} guide)", key.guidance, model)
+        self._check_key_token_counts(keyframes, model)
         try:
             timeline = resolve_timeline(keyframes, total_frames, bool(loop))
         except KeyframeError as error:
@@ -323,8 +328,8 @@ class AIDKeyframeSampler:
             raise AIDInputError(SAMPLER_NODE, "keyframes", str(error), "encode every key (and guide) with the same "
                                 "checkpoint's CLIP, one prompt each.") from None
         self._check_image_keys(image_keys, keyframes, model)
-        latent_format = model.get_model_object("latent_format")
-        request = KeyframeRequest(keyframes, plan, negative, (latent_format.latent_channels, height // 8, width // 8),
+        latent_shape = tuple(empty_sequence_latent(model, 1, width, height).shape[1:])  # as AID Sampler's
+        request = KeyframeRequest(keyframes, plan, negative, latent_shape,
                                   seed, steps, cfg, sampler_name, scheduler, blend=blend, options=options,
                                   node_name=SAMPLER_NODE, image_keys=image_keys)
         sampled_rows = len({row for run in plan.runs for row in run.rows})
@@ -335,9 +340,19 @@ class AIDKeyframeSampler:
             samples = sample_keyframes(model, request, progress=sampler_progress(model),
                                        frames=share.frames if share else None)
         except UnsupportedModelError as error:
-            raise AIDInputError(SAMPLER_NODE, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint.") from None
+            raise AIDInputError(SAMPLER_NODE, "model", str(error), "use an SD1.x, SD2.x or SDXL checkpoint, or a "
+                                "Flux, SD3.5 or Qwen-Image model.") from None
         key_frames = ", ".join(str(p) for p in timeline.key_positions())
         return ({"samples": samples}, timeline, key_frames)
+
+    @staticmethod
+    def _check_key_token_counts(keyframes, model):
+        """On a DiT every key and guide prompt has one token count; named by key, before any sampling."""
+        names = key_names(keyframes)
+        prompts = [(("keyframes", name), key.conditioning) for name, key in zip(names, keyframes.keys)]
+        prompts += [(("keyframes", f"the guidance of {name}"), key.guidance)
+                    for name, key in zip(names, keyframes.keys) if key.guidance is not None]
+        check_equal_token_counts(SAMPLER_NODE, model, prompts)
 
     @staticmethod
     def _check_image_keys(image_keys, keyframes, model):

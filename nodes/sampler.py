@@ -57,8 +57,8 @@ class AIDSampler:
 
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The checkpoint's model (SD1.x, SD2.x or SDXL family); it is not "
-                                               "changed, the node samples a patched copy."}),
+                "model": ("MODEL", {"tooltip": "The model: SD1.x, SD2.x, SDXL, Flux, SD3.5 or Qwen-Image; it is "
+                                               "not changed, the node samples a patched copy."}),
                 "positive_a": ("CONDITIONING", {"tooltip": "Prompt of endpoint A (frame 0)."}),
                 "positive_b": ("CONDITIONING", {"tooltip": "Prompt of endpoint B (the last frame)."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt, shared by every frame."}),

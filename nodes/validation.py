@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..attention.install_dit import dit_family
 from ..errors import AIDInputError
-from ..samplers.sequence.conditioning import check_token_counts, token_counts
+from ..samplers.sequence.conditioning import TWO_ENDPOINT_PROMPTS, check_token_counts, token_counts
 
 FAMILY_BY_WIDTH = {768: "SD1.x", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner", 4096: "T5-XXL (Flux, SD3)",
                    3584: "Qwen2.5-VL (Qwen-Image)"}
@@ -47,10 +47,20 @@ def check_conditioning_for_model(node: str, input_name: str, conditioning, model
 
 def check_prompt_lengths(node: str, model, positive_a, positive_b, guidance=None) -> None:
     """On a diffusion transformer, the sequence's prompts must have equal token counts (entry by entry)."""
-    family = dit_family(model)
     prompts = [positive_a, positive_b] + ([guidance.conditioning] if guidance is not None else [])
-    for counts in zip(*(token_counts(conditioning) for conditioning in prompts)):
-        problem = check_token_counts(counts, family)
+    check_equal_token_counts(node, model, list(zip(TWO_ENDPOINT_PROMPTS, prompts)))
+
+
+def check_equal_token_counts(node: str, model, prompts) -> None:
+    """On a diffusion transformer, prompts [((input name, label), CONDITIONING), ...] of one token count.
+
+    A UNet takes any counts (they are repeated to a common multiple)."""
+    family = dit_family(model)
+    if family is None:
+        return
+    names = tuple(name for name, _ in prompts)
+    for counts in zip(*(token_counts(conditioning) for _, conditioning in prompts)):
+        problem = check_token_counts(counts, family, names)
         if problem is not None:
             raise AIDInputError(node, *problem)
 

@@ -173,6 +173,18 @@ def test_closed_loop_returns_to_the_first_key_without_repeating_it():
     assert wrapped.segments[-1].frames == (7, 0, 1) and wrapped.frame_rows()[1][:2] == (1, 0)
 
 
+def test_a_loop_sized_from_late_keys_ends_at_the_last_key():
+    """Keys at 5 and 10, total_frames 0: the five frames before key 1 already make a way back longer than
+    the four between the keys, so the loop ends at the last key (this raised IndexError before)."""
+    timeline = timeline_of("5: a\n10: b", loop=True)
+    assert timeline.frames == 11 and timeline.key_frames == ((5,), (10,))
+    assert timeline.segments[-1].frames == (0, 1, 2, 3, 4)
+    rows = timeline.frame_rows()
+    assert len(rows) == 11 and rows[5] == (0, 0, 0.0) and rows[10] == (1, 1, 0.0) and rows[0][:2] == (1, 0)
+    early = timeline_of("1: a\n6: b", loop=True)  # one frame before the first key: the way back gets 4
+    assert early.frames == 10 and early.segments[-1].frames == (7, 8, 9, 0)
+
+
 # ----------------------------------------------------------------------------------------------
 # planning runs
 # ----------------------------------------------------------------------------------------------

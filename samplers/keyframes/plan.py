@@ -146,7 +146,8 @@ def resolve_timeline(keyframes: Keyframes, total_frames: int = 0, loop: bool = F
 
     Open sequences start at frame 0 (frames before the first key show it) and end at `total_frames`
     (0: the last key's last held frame; frames after it show the last key). A closed loop of
-    `total_frames` frames (0: the last segment as long as the one before it) ends with the segment from
+    `total_frames` frames (0: the last segment as long as the one before it, or, when more frames come
+    before the first key than that, those frames and no more) ends with the segment from
     the last key back to the first, whose end, the first key, is frame 0 again; frames before the first
     key belong to that segment. Raises KeyframeError naming the key's line for keys out of order.
     """
@@ -178,9 +179,9 @@ def resolve_timeline(keyframes: Keyframes, total_frames: int = 0, loop: bool = F
     if loop:
         if total_frames > 0:
             frames = total_frames
-        else:
+        else:  # the way back as long as the segment before it, but never shorter than the frames before key 1
             spacing = positions[-1] - (ends[-2] - 1)
-            frames = end - 1 + spacing - positions[0]
+            frames = max(end - 1 + spacing - positions[0], end)
         closing = frames - end + positions[0]
         if closing < 0:
             raise KeyframeError("too-short", "total_frames", f"the loop has {_frames(frames)} but its keys reach "

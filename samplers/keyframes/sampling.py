@@ -32,7 +32,7 @@ class KeyframeRequest:
     keyframes: Keyframes
     plan: KeyframePlan
     negative: list
-    latent_shape: tuple  # (channels, height // 8, width // 8)
+    latent_shape: tuple  # one frame's latent: (channels, height // 8, width // 8), Qwen-Image (channels, 1, h, w)
     seed: int
     steps: int
     cfg: float

@@ -36,6 +36,7 @@ class SequenceMarker:
     sizes: tuple[dict, ...] | None = None
     token_counts: tuple[int, ...] | None = None  # of A, B (and the guidance) before any repetition
     guidance: tuple | None = None  # each key's Flux guidance (None: not set) when they differ
+    token_names: tuple[str, ...] | None = None  # what errors call each token count (None: A, B, the guidance)
 
     @property
     def coefficients(self) -> tuple[float, ...]:
@@ -106,7 +107,7 @@ def layout_keys(layout: FrameLayout) -> list[int]:
 
 
 def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guidance: dict | None = None,
-                          names=None):
+                          names=None, name_counts: bool = True):
     """CONDITIONING with one row per row of `layout` (attention/layout.py), for keys K_0, K_1, ... .
 
     `keys[k]` is key k's CONDITIONING; all have the same number of entries and entry i of each is paired.
@@ -115,7 +116,8 @@ def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guida
     the layout uses are read, and their contexts are repeated to the LCM of their token counts, so a run
     pays only for the prompt lengths it holds. SDXL's pooled output follows the same rule. The other keys
     of each entry's dict come from key 0, plus a SequenceMarker (every key's SDXL sizes when they differ).
-    `names[k]` names key k in errors.
+    `names[k]` names key k in errors, and in the marker's token_names unless `name_counts` is False (then
+    the run's errors speak of A, B and the guidance, as AID Conditioning's inputs).
     """
     guidance = dict(guidance or {})
     names = list(names) if names is not None else [f"key {k}" for k in range(len(keys))]
@@ -147,8 +149,10 @@ def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guida
         guidances = tuple(conditioning[index][1].get("guidance") for conditioning in keys)
         token_counts = tuple(int(conditioning[index][0].shape[1]) for conditioning in keys)
         token_counts += tuple(int(guidance[segment][index][0].shape[1]) for segment in guided_segments)
+        token_names = tuple(names) + tuple(guide_name(segment) for segment in guided_segments)
         options[SEQUENCE_MARKER] = SequenceMarker(layout, None if all(s == sizes[0] for s in sizes) else sizes,
-                                                  token_counts, None if len(set(guidances)) == 1 else guidances)
+                                                  token_counts, None if len(set(guidances)) == 1 else guidances,
+                                                  token_names if name_counts else None)
         has_pooled = [conditioning[index][1].get("pooled_output") is not None for conditioning in keys]
         if all(has_pooled):
             pooled = {k: keys[k][index][1]["pooled_output"] for k in used}
@@ -182,7 +186,7 @@ def sequence_conditioning(cond_a, cond_b, coefficients, method: str = "lerp", gu
     """
     return keyframe_conditioning([cond_a, cond_b], FrameLayout.between(coefficients), method,
                                  {(0, 1): guidance} if guidance is not None else None,
-                                 names=("positive A", "positive B"))
+                                 names=("positive A", "positive B"), name_counts=False)
 
 
 def token_counts(conditioning) -> tuple[int, ...]:
@@ -190,22 +194,27 @@ def token_counts(conditioning) -> tuple[int, ...]:
     return tuple(int(context.shape[1]) for context, _ in conditioning)
 
 
-def check_token_counts(counts, family) -> tuple[str, str, str] | None:
-    """(input name, problem, fix) when prompts (A, B[, guidance]) have different token counts on a DiT `family`.
+TWO_ENDPOINT_PROMPTS = (("positive_a", "A"), ("positive_b", "B"), ("guidance", "the guidance"))
 
-    Joint attention is not invariant to repeated text tokens (repeated text keys outweigh the image
-    keys), so on a diffusion transformer the prompts must already have equal lengths. `family` is an
-    attention.install_dit.DitFamily; None (a UNet) accepts any counts.
+
+def check_token_counts(counts, family, prompts=TWO_ENDPOINT_PROMPTS) -> tuple[str, str, str] | None:
+    """(input name, problem, fix) when prompts have different token counts on a DiT `family`.
+
+    `prompts` holds (input name, label) per count: A, B and the guidance of AID Conditioning by default,
+    the keys of a keyframe run otherwise. Joint attention is not invariant to repeated text tokens
+    (repeated text keys outweigh the image keys), so on a diffusion transformer the prompts must already
+    have equal lengths. `family` is an attention.install_dit.DitFamily; None (a UNet) accepts any counts.
     """
     if family is None or counts is None or len(set(counts)) <= 1:
         return None
-    names = ("positive_a", "positive_b", "guidance")
+    if len(prompts) < len(counts):
+        raise ValueError(f"{len(counts)} token counts but {len(prompts)} prompt names.")
     odd = next(index for index, count in enumerate(counts) if count != counts[0])
-    listed = ", ".join(f"{label} {count}" for label, count in zip(("A", "B", "the guidance"), counts))
+    listed = ", ".join(f"{label} {count}" for (_, label), count in zip(prompts, counts))
     problem = (f"the prompts have different token counts ({listed} tokens). Joint text+image attention of "
                f"{family.name} is not invariant to repeated text tokens, so AID cannot repeat them to a common "
                f"length as it does on UNets; {family.padding}.")
-    return names[odd], problem, family.padding_fix.format(tokens=max(counts)) + "."
+    return prompts[odd][0], problem, family.padding_fix.format(tokens=max(counts)) + "."
 
 
 def _sizes(options: dict) -> dict:

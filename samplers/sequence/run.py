@@ -57,9 +57,15 @@ class SequenceRun:
         (on a DiT) from prompts of one token count."""
         if marker is None:
             return
-        problem = check_token_counts(marker.token_counts, self.family)
-        if problem is not None:
-            raise AIDInputError("AID Conditioning", *problem)
+        if marker.token_names is None:  # AID Conditioning's A, B and guidance
+            problem = check_token_counts(marker.token_counts, self.family)
+            if problem is not None:
+                raise AIDInputError("AID Conditioning", *problem)
+        else:  # the keys of this node's own run
+            problem = check_token_counts(marker.token_counts, self.family,
+                                         tuple(("keyframes", name) for name in marker.token_names))
+            if problem is not None:
+                raise AIDInputError(self.node_name, *problem)
         if marker.layout == self.layout:
             return
         made, expected = marker.layout.frames, self.layout.frames
