@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..errors import AIDInputError
 from ..samplers.editing.inversion import (HELD_SAMPLERS, InversionSettings, check_fingerprint, check_sigmas, held_model,
                                   model_sigmas, record_inversion)
+from ..samplers.editing.inversion import HOLD_WRAPPER_KEY as HOLD_KEY, RUN_WRAPPER_KEY as HOLD_RUN_KEY
 from ..samplers.sequence.run import WRAPPER_KEY as SEQUENCE_RUN_KEY
 from .validation import check_choice, check_conditioning_for_model
 
@@ -83,6 +84,12 @@ def _check_plain_model(model):
         raise AIDInputError(INVERT_NODE, "model", "this model is patched by Apply AID for a sequence; the "
                             "inversion runs one image.", "connect the checkpoint's MODEL (before Apply AID); use the "
                             "same model for the edit.")
+    held = (model.get_wrappers(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, HOLD_RUN_KEY)
+            or model.get_wrappers(comfy.patcher_extension.WrappersMP.PREDICT_NOISE, HOLD_KEY))
+    if held:
+        raise AIDInputError(INVERT_NODE, "model", "this model already carries AID Inversion Hold, which replays "
+                            "another image's trajectory in every sampling run; inverting through it cannot record "
+                            "this image.", "connect the checkpoint's MODEL (before AID Inversion Hold and Apply AID).")
 
 
 class AIDInvertImage:

@@ -229,6 +229,32 @@ def test_batches_and_missing_sources_are_refused(sd15_tiny, photo):
     expect_error("AID Invert Image", "model", lambda: invert(sd15_tiny, photo, model=patched))
 
 
+def test_the_inversion_keeps_no_autograd_graph_outside_inference_mode(sd15_tiny, photo):
+    """TrajectoryRecorder ran the model with grad enabled: benchmark workers outside inference mode kept a
+    graph through every model call (and measured its memory)."""
+    model, grad_modes = sd15_tiny[0].clone(), []
+
+    def spy(apply_model, args):
+        grad_modes.append(torch.is_grad_enabled())
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model.set_model_unet_function_wrapper(spy)
+    with torch.enable_grad():
+        recorded = invert(sd15_tiny, photo, model=model)[0]
+    assert grad_modes and not any(grad_modes)
+    assert not recorded.latents.requires_grad
+
+
+def test_a_model_that_already_holds_an_inversion_is_refused_by_name(sd15_tiny, photo, inversion):
+    """Inverting through AID Inversion Hold's model failed inside the sampler with a sampler message."""
+    held = AIDInversionHold().apply(sd15_tiny[0], inversion)[0]
+    message = expect_error("AID Invert Image", "model", lambda: invert(sd15_tiny, photo, model=held))
+    assert "AID Inversion Hold" in message
+    patched = ApplyAID().apply(sd15_tiny[0], schedule(), "fused outer", "self and cross", 0.0, 0.6)[0]
+    both = AIDInversionHold().apply(patched, inversion)[0]
+    expect_error("AID Invert Image", "model", lambda: invert(sd15_tiny, photo, model=both))
+
+
 def test_other_sigmas_are_refused(comfy, sd15_tiny, photo, inversion):
     for overrides in ({"steps": STEPS + 1}, {"scheduler": "karras"}):
         message = expect_error("AID Sampler", "inversion", lambda: edit(sd15_tiny, photo, inversion, **overrides))

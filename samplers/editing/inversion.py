@@ -99,6 +99,7 @@ class TrajectoryRecorder:
         self.sigma_floor = sigma_floor
         self.latents = None
 
+    @torch.no_grad()  # as ComfyUI's own samplers: outside inference mode no autograd graph is kept
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         import comfy.model_management
