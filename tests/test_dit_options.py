@@ -206,3 +206,19 @@ def test_smooth_sampler_runs_on_flux_and_its_schedule_reproduces_its_frames(flux
     again = flux.aid(chosen)
     for f in range(3):
         assert close(latent["samples"][f], again[f]), f"frame {f}"
+
+
+def test_an_attention_mask_is_refused_before_the_first_step_when_interpolation_starts_late(flux):
+    """With start_percent 0.5 the joint override met the mask only at its first interpolated step, so the run
+    died half-way; the sequence run now refuses it by node and input before step 1."""
+    from aid_harness.unet_rows import counting_model
+
+    masked = [[context, dict(options, attention_mask=torch.zeros(1, 8 + 16, 8 + 16),
+                             attention_mask_img_shape=(4, 4))] for context, options in flux.a]
+    model, counter = counting_model(flux.model)
+    with pytest.raises(AIDInputError, match=r"^AID Sampler: input 'model': the positive conditioning carries an "
+                                            r"attention mask .* Fix: remove the attention mask"):
+        flux.aid(schedule(3), model=model, positive_a=masked, start_percent=0.5, end_percent=1.0)
+    assert counter.rows == 0, "refused before any step"
+    plain = flux.aid(schedule(3), model=model, positive_a=masked, start_percent=0.5, end_percent=0.5)
+    assert torch.isfinite(plain).all(), "without interpolation the mask is ComfyUI's to apply"

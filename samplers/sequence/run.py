@@ -6,7 +6,8 @@ pack's sampler going through ComfyUI's guiders), the run:
   schedule than the patched model (ComfyUI would silently trim or tile the rows, so "endpoint"
   rows would carry the wrong prompt);
 - on a diffusion transformer, stops when the sequence's prompts have different token counts
-  (samplers/sequence/conditioning.py check_token_counts);
+  (samplers/sequence/conditioning.py check_token_counts), or when a conditioning carries an attention
+  mask and a step of the run interpolates;
 - gives each frame its own SDXL size conditioning (samplers/sequence/frame_sizes.py) and Flux guidance
   (samplers/sequence/frame_guidance.py);
 - shares the step noise of stochastic samplers across frames (samplers/sequence/step_noise.py).
@@ -29,13 +30,15 @@ def _frames(count: int) -> str:
 class SequenceRun:
     """SAMPLER_SAMPLE wrapper for a model patched for a batch laid out by `layout` (attention/layout.py)."""
 
-    def __init__(self, layout, node_name: str, family=None):
+    def __init__(self, layout, node_name: str, family=None, active_sigmas=None):
         self.layout = layout
         self.node_name = node_name
         self.family = family  # attention.install_dit.DitFamily, None for a UNet
+        self.active_sigmas = active_sigmas  # (sigma_end, sigma_start) where attention interpolates; None: never
 
     def __call__(self, executor, guider, sigmas, extra_args, callback, noise, *args, **kwargs):
         self.check_batch(noise.shape[0])
+        self.check_attention_masks(guider.conds, sigmas)
         for prompt_type, entries in guider.conds.items():
             for index, entry in enumerate(entries or []):
                 self.check_marker(entry.get(SEQUENCE_MARKER))
@@ -51,6 +54,24 @@ class SequenceRun:
             raise AIDInputError(self.node_name, "schedule", f"the sampled latent batch has {_frames(frames)} but "
                                 f"the schedule has {expected}.", "make the latent with AID Latent from the same "
                                 "schedule (or set the schedule's frames to the batch size).")
+
+    def check_attention_masks(self, conds: dict, sigmas) -> None:
+        """On a DiT, refuse an attention mask (regional or masked conditioning) before step 1 when a step of
+        this run interpolates: interpolated joint attention does not join masked key sets, and the override
+        would otherwise stop the run at its first interpolated step, mid-way when start_percent > 0."""
+        if self.family is None or self.active_sigmas is None or not self.layout.has_interior():
+            return
+        low, high = self.active_sigmas
+        if not any(low <= float(sigma) <= high for sigma in sigmas[:-1]):
+            return
+        for prompt_type, entries in conds.items():
+            for entry in entries or []:
+                if (entry.get("model_conds") or {}).get("attention_mask") is not None:
+                    raise AIDInputError(self.node_name, "model", f"the {prompt_type} conditioning carries an "
+                                        f"attention mask (regional or masked conditioning), and interpolated joint "
+                                        f"attention of {self.family.name} does not join masked key sets.",
+                                        "remove the attention mask from the conditioning, or set start_percent "
+                                        "equal to end_percent (plain attention).")
 
     def check_marker(self, marker) -> None:
         """A sequence CONDITIONING in the run was made from the same schedule as the patched model, and
@@ -78,11 +99,11 @@ class SequenceRun:
                             "connect the same AID Schedule to AID Conditioning, AID Latent and Apply AID.")
 
 
-def install_sequence_run(model, layout, node_name: str, family=None) -> None:
+def install_sequence_run(model, layout, node_name: str, family=None, active_sigmas=None) -> None:
     """Add a SequenceRun for `layout` to a ModelPatcher clone (of a `family` DiT, None for a UNet), replacing
-    one an earlier AID patch added."""
+    one an earlier AID patch added. `active_sigmas` (sigma_end, sigma_start): where attention interpolates."""
     import comfy.patcher_extension
 
     kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
     model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name, family))
+    model.add_wrapper_with_key(kind, WRAPPER_KEY, SequenceRun(layout, node_name, family, active_sigmas))

@@ -75,7 +75,8 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
         branches = image_endpoints.branches(clone.model.diffusion_model, options.mode, settings.layout)
     family = install_for_model(clone, settings, options.layers, options.blocks, image_branches=branches)
     install_positive_branch_marker(clone, node_name)
-    install_sequence_run(clone, settings.layout, node_name, family)
+    active = (settings.sigma_end, settings.sigma_start) if settings.active else None
+    install_sequence_run(clone, settings.layout, node_name, family, active)
     return clone
 
 
