@@ -68,7 +68,10 @@ def _check_source(image, vae, latent, model):
                                 "Upscale Image or ImageCrop).")
         return
     samples = latent["samples"]
-    if samples.ndim != 4 or samples.shape[0] != 1:
+    if samples.ndim not in (4, 5):  # [1, C, h, w], or [1, C, 1, h, w] for video-latent image models (Qwen-Image)
+        raise AIDInputError(INVERT_NODE, "latent", f"it has shape {list(samples.shape)}, not one picture's latent.",
+                            "connect VAE Encode's output (of one image).")
+    if samples.shape[0] != 1:
         raise AIDInputError(INVERT_NODE, "latent", f"it holds {samples.shape[0]} latents; an edit starts from one "
                             "picture.", "pick one with Latent From Batch.")
     channels = model.get_model_object("latent_format").latent_channels

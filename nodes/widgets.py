@@ -43,7 +43,8 @@ def fusion_input() -> dict:
         "tooltip": "concat: one attention call over joined key sets, through ComfyUI's attention backend. lse: "
                    "separate calls merged by log-sum-exp (fewer operations; torch's fused kernel on CPU and CUDA, "
                    "else chunked plain torch, in bounded memory); where another pack's attention patch is "
-                   "chained, lse joins key sets instead."})}
+                   "chained, lse joins key sets instead. Applies to the fused modes only: inner and outer "
+                   "always join key sets (concat)."})}
 
 
 def dit_blocks_input() -> dict:
