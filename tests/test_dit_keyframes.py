@@ -1,4 +1,4 @@
-"""AID Keyframe Sampler on the diffusion transformers (issue 22): tiny Flux, SD3.5 and Qwen-Image.
+"""AID Keyframe Sampler and shares on the diffusion transformers (issue 22): tiny Flux, SD3.5 and Qwen-Image.
 
 Key frames equal plain KSampler generations of their keys with their seeds (Flux: with each key's own
 FluxGuidance), the frames between are new pictures, the input MODEL is unchanged, a key prompt of
@@ -104,6 +104,19 @@ def test_keyframe_shares_on_a_dit_put_together_equal_one_run(dit, three_keys, co
     keyframes, single, _ = three_keys
     parts = [keyframe_sample(dit, keyframes, share=AIDSequenceShare().select(index, count)[0])
              for index in range(count)]
+    gathered = torch.cat(parts)
+    assert gathered.shape == single.shape
+    for frame in range(single.shape[0]):
+        assert close(gathered[frame], single[frame]), f"frame {frame}"
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_two_endpoint_shares_on_a_dit_put_together_equal_one_run(dit, count):
+    """AID Sampler's `share` on the family: the participants' frames in share order are the unsplit run's."""
+    from test_dit_models import schedule
+
+    single = dit.aid(schedule(5))
+    parts = [dit.aid(schedule(5), share=AIDSequenceShare().select(index, count)[0]) for index in range(count)]
     gathered = torch.cat(parts)
     assert gathered.shape == single.shape
     for frame in range(single.shape[0]):

@@ -13,6 +13,7 @@ def boot_with_sd15(size: str = "tiny"):
     from . import host, models
 
     root, _ = host.find_comfyui()
+    models._bootstrap_comfy()  # building a checkpoint not cached yet needs comfy importable
     base = Path(tempfile.mkdtemp(prefix="aid-bench-"))
     host.make_base_directory(base, {"checkpoints": [models.ensure_sd15_checkpoint(size)]})
     nodes = host.boot_in_process(root, base)["nodes"]
