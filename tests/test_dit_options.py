@@ -88,6 +88,11 @@ def test_flux_guidance_flows_per_frame(flux):
     calls.clear()
     flux.plain(positive, model=patched, latent=AIDLatent().build(SIZE, SIZE, sched, seed=0)[0])
     assert calls[0] == pytest.approx([4.0, 4.0, 4.0])
+    # ... also when it sets A's own value again (this was taken for "not set" and the frames kept 2 -> 5)
+    positive = node_helpers.conditioning_set_values(AIDConditioning().build(a, b, sched)[0], {"guidance": 2.0})
+    calls.clear()
+    flux.plain(positive, model=patched, latent=AIDLatent().build(SIZE, SIZE, sched, seed=0)[0])
+    assert calls[0] == pytest.approx([2.0, 2.0, 2.0])
 
 
 class CountingOverride:

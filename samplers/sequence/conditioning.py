@@ -48,6 +48,12 @@ class SequenceMarker:
         return replace(self, layout=self.layout.select(frame_indices))
 
 
+class KeyGuidance(float):
+    """The Flux guidance a sequence CONDITIONING entry carries from its first key. A FluxGuidance applied
+    afterwards writes a plain float, even of the same value, so samplers/sequence/frame_guidance.py tells
+    the two apart by type."""
+
+
 def repeat_tokens(context: torch.Tensor, tokens: int) -> torch.Tensor:
     """Repeat a context [B, T, C] along tokens to `tokens` (a multiple of T).
 
@@ -145,6 +151,8 @@ def keyframe_conditioning(keys, layout: FrameLayout, method: str = "lerp", guida
         context = _row_tensors({k: contexts[k] for k in used}, {s: contexts[s] for s in guided_segments}, layout,
                                method)
         options = dict(keys[0][index][1])
+        if options.get("guidance") is not None:
+            options["guidance"] = KeyGuidance(options["guidance"])
         sizes = tuple(_sizes(conditioning[index][1]) for conditioning in keys)
         guidances = tuple(conditioning[index][1].get("guidance") for conditioning in keys)
         token_counts = tuple(int(conditioning[index][0].shape[1]) for conditioning in keys)

@@ -5,13 +5,14 @@ when none is set) next to the timestep. ComfyUI makes it once per conditioning e
 of a sequence entry would carry A's. When A and B set different values, the sequence entry's
 `guidance` is rebuilt per frame: A's at frame 0, B's at the last frame, lerped by t_f between (in a
 keyframe layout, each key's on its rows and a frame's two keys' lerped).
-A value set on the sequence CONDITIONING afterwards (FluxGuidance after AID Conditioning) wins.
+A value set on the sequence CONDITIONING afterwards (FluxGuidance after AID Conditioning) wins, even
+A's own value: the sequence entry marks the value it carries (KeyGuidance).
 """
 from __future__ import annotations
 
 import torch
 
-from .conditioning import SEQUENCE_MARKER
+from .conditioning import SEQUENCE_MARKER, KeyGuidance
 
 FLUX_DEFAULT_GUIDANCE = 3.5  # comfy/model_base.py Flux.extra_conds: kwargs.get("guidance", 3.5)
 
@@ -37,9 +38,13 @@ def apply_frame_guidance(entry: dict) -> dict:
     model_conds = entry.get("model_conds", {})
     if marker is None or marker.guidance is None or "guidance" not in model_conds:
         return entry
-    if entry.get("guidance") != marker.guidance[0]:
+    if not _carried_from_the_keys(entry.get("guidance")):
         return entry
     updated = dict(entry)
     values = frame_guidance(marker.guidance, marker.layout)
     updated["model_conds"] = dict(model_conds, guidance=comfy.conds.CONDRegular(values))
     return updated
+
+
+def _carried_from_the_keys(guidance) -> bool:
+    return guidance is None or isinstance(guidance, KeyGuidance)
