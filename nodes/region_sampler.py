@@ -14,7 +14,7 @@ from ..samplers.regions.interpolation import NoInterpolationError, regional_inte
 from ..scoring.region_objective import LOCAL_WEIGHT, RegionObjective, local_text
 from .plotting import line_plot
 from .region_weights import weights_plot
-from .regions import CATEGORY, check_layout_for_model
+from .regions import CATEGORY, check_layout_for_model, refuse_diffusion_transformers
 from .sampler import sampler_progress
 from .ui import save_preview
 from .validation import check_choice, check_conditioning_for_model
@@ -354,6 +354,8 @@ class AIDRegionalInterpolation:
         }}
 
     def apply(self, model, regions):
+        refuse_diffusion_transformers(REGIONAL_NODE, model, "the patches of regional interpolation",
+                                      ", or leave this node out: AID then interpolates the whole image")
         check_layout_for_model(REGIONAL_NODE, regions, need_prompts=False)
         try:
             return (regional_interpolation_model(model, regions),)

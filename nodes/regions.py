@@ -45,10 +45,27 @@ def check_local_prompt(node: str, input_name: str, conditioning) -> None:
                             "encode one prompt with CLIP Text Encode (not a combined or batched conditioning).")
 
 
+def refuse_diffusion_transformers(node: str, model, what: str, instead: str) -> None:
+    """Region features mix UNet cross-attention; on a DiT (joint text+image attention) refuse by name.
+
+    `what` is the feature ("spatial-temporal regions"), `instead` the rest of the fix after "use an
+    SD1.x, SD2.x or SDXL checkpoint"."""
+    from ..attention.install_dit import dit_family
+
+    family = dit_family(model)
+    if family is not None:
+        raise AIDInputError(node, "model", f"this is a {family.name} model: {what} work on the cross-attention "
+                            f"layers of SD1.x, SD2.x and SDXL UNets, and {family.name} has joint text+image "
+                            f"attention instead.", f"use an SD1.x, SD2.x or SDXL checkpoint{instead}.")
+
+
 def check_layout_for_model(node: str, layout, model=None, need_prompts: bool = True) -> None:
     """A non-empty region list whose regions have local prompts of the model's text width."""
     from .validation import FAMILY_BY_WIDTH, model_context_width
 
+    if model is not None:
+        refuse_diffusion_transformers(node, model, "spatial-temporal regions",
+                                      "; on this model, core Conditioning (Set Mask) gives prompts per region")
     if not isinstance(layout, RegionLayout) or not layout.regions:
         raise AIDInputError(node, "regions", "the region list is empty.",
                             "connect Spatial-Temporal Region, Typed Layout or Auto Layout.")

@@ -178,7 +178,8 @@ def test_unsupported_model_is_refused_with_the_supported_list(flux):
         flux.aid(schedule(3), model=model)
 
 
-def test_ip_adapter_endpoints_are_refused_on_a_dit(flux):
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+def test_ip_adapter_endpoints_are_refused_on_a_dit(comfy, family):
     """Before: the adapter's layer count was compared with the DiT's (0) and the fix spoke of UNets."""
     from aid_harness import models
     from aid_pack.attention.image_prompt import ImageEndpoints
@@ -187,10 +188,37 @@ def test_ip_adapter_endpoints_are_refused_on_a_dit(flux):
     tokens = torch.zeros(4, 768)
     endpoints = ImageEndpoints("image-control", 1.0, load_ip_adapter(str(models.ensure_ipadapter("sd15"))), None,
                                tokens, tokens)
-    with pytest.raises(AIDInputError, match=r"Apply AID: input 'image_endpoints': IP-Adapter image endpoints work on "
-                                            r"SD1\.x and SDXL checkpoints, and this is a Flux model"):
-        ApplyAID().apply(flux.model, schedule(3), "fused outer", "self and cross", 0.0, 0.6,
+    name = {"flux": "Flux", "sd3": "SD3", "qwen_image": "Qwen-Image"}[family]
+    with pytest.raises(AIDInputError, match=rf"Apply AID: input 'image_endpoints': IP-Adapter image endpoints work on "
+                                            rf"SD1\.x and SDXL checkpoints, and this is a {name} model"):
+        ApplyAID().apply(tiny_dit_model(family), schedule(3), "fused outer", "self and cross", 0.0, 0.6,
                          image_endpoints=endpoints)
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3", "qwen_image"])
+def test_regions_and_regional_interpolation_are_refused_on_a_dit_by_name(comfy, family):
+    """Before: Apply Spatial-Temporal Attention said 'no UNet transformer blocks', and AID Regional
+    Interpolation told a DiT patched by Apply AID to 'connect the output of Apply AID'."""
+    from aid_harness.unet_rows import counting_model
+    from aid_pack.nodes.region_sampler import AIDRegionalInterpolation, ApplySpatialTemporalAttention
+    from aid_pack.nodes.region_sampler import SpatialTemporalSampler
+    from aid_pack.nodes.regions import SpatialTemporalRegion
+
+    dit = Dit(comfy, family)
+    regions = SpatialTemporalRegion().add("cat", "fractions", 0.0, 0.0, 0.5, 1.0, local_prompt=dit.b)["result"][0]
+    name = dit.model.model.__class__.__name__
+    refused = r"input 'model': this is a .* model: .* Fix: use an SD1\.x, SD2\.x or SDXL checkpoint"
+    with pytest.raises(AIDInputError, match="^Apply Spatial-Temporal Attention: " + refused):
+        ApplySpatialTemporalAttention().apply(dit.model, regions)
+    model, counter = counting_model(dit.model)
+    latent = {"samples": torch.zeros(1, 4, SIZE // 8, SIZE // 8)}
+    with pytest.raises(AIDInputError, match="^Spatial-Temporal Sampler: " + refused):
+        SpatialTemporalSampler().sample(model, dit.a, dit.negative, regions, latent, 0, 2, dit.cfg, "euler",
+                                        "simple", "fixed weights", 1, 0.005, 2)
+    assert counter.rows == 0, f"{name}: refused before sampling"
+    patched = ApplyAID().apply(dit.model, schedule(3), "fused outer", "self and cross", 0.0, 0.6)[0]
+    with pytest.raises(AIDInputError, match="^AID Regional Interpolation: " + refused + ", or leave this node out"):
+        AIDRegionalInterpolation().apply(patched, regions)
 
 
 @pytest.mark.slow
