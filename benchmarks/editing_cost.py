@@ -4,11 +4,12 @@ Setting: F = 7 frames, full SD1.5 architecture with random weights, 10 steps of 
 interpolation for the first half of the schedule, a random picture at 128 px. Measured side by side:
 - "aid": AID Sampler from prompt A to prompt B (no image), the baseline;
 - "aid + hold": the same sequence editing the picture (AID Sampler's inversion input), i.e. what the
-  hold adds at edit time (the inversion is made before the clock starts);
+  hold adds at edit time (the inversion is recorded in a process of its own and loaded from a file);
 - "inversion": AID Invert Image at cfg 1 with refine_steps 0 and 2 (each refinement costs one more
   model call per step).
-Time and memory are measured as in benchmarks/aid_cost.py: each run in its own process, peak
-resident memory above what the process held just before (VmHWM reset via /proc/self/clear_refs).
+Time and memory are measured as in benchmarks/aid_cost.py: each run in its own process under
+torch.inference_mode (as ComfyUI's executor runs nodes), peak resident memory above what the process
+held just before (VmHWM reset via /proc/self/clear_refs).
 
 The inversion runs also print how far plain re-generation from the inverted noise (prompt A only, no
 hold) lands from the picture, at cfg 1 and 7, against the held run; with random weights these say
@@ -24,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,8 +63,41 @@ def _drift(nodes, model, inversion, source, negative, latent, steps: int) -> dic
     return result
 
 
-def worker(size: int, method: str, model_size: str, steps: int = STEPS) -> dict:
-    """Load the model, warm up, run one measured step of the method; return seconds and peak extra MiB."""
+def _save_inversion(inversion, path: str) -> None:
+    """The inversion's fields as plain values (the pack's classes live under a per-run module name)."""
+    import dataclasses
+
+    import torch
+
+    torch.save({field.name: (dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+                for field in dataclasses.fields(inversion) for value in [getattr(inversion, field.name)]}, path)
+
+
+def _load_inversion(path: str):
+    import torch
+
+    from aid_pack.samplers.editing.fingerprint import ModelFingerprint
+    from aid_pack.samplers.editing.inversion import Inversion, InversionSettings
+
+    fields = torch.load(path)
+    return Inversion(sigmas=fields["sigmas"], latents=fields["latents"],
+                     fingerprint=ModelFingerprint(**fields["fingerprint"]),
+                     settings=InversionSettings(**fields["settings"]), image_size=tuple(fields["image_size"]))
+
+
+def worker(size: int, method: str, model_size: str, steps: int = STEPS, inversion_file: str | None = None) -> dict:
+    """Load the model, warm up, run one measured step of the method; return seconds and peak extra MiB.
+
+    Runs under torch.inference_mode, as ComfyUI's executor runs nodes. "aid + hold" loads the inversion
+    another process recorded (`inversion_file`), so the inversion's own memory never sits in this
+    process's baseline; with `inversion_file` and method "record", records it there and returns."""
+    import torch
+
+    with torch.inference_mode():
+        return _worker(size, method, model_size, steps, inversion_file)
+
+
+def _worker(size: int, method: str, model_size: str, steps: int, inversion_file: str | None) -> dict:
     import torch
 
     from aid_harness.sd15_session import boot_with_sd15
@@ -83,7 +118,10 @@ def worker(size: int, method: str, model_size: str, steps: int = STEPS) -> dict:
         return AIDInvertImage().invert(model, source, negative, steps, 1.0, "normal", 1.0, refine_steps, image=image,
                                        vae=vae)
 
-    inversion = invert(0)[0] if method == "aid + hold" else None
+    if method == "record":
+        _save_inversion(invert(0)[0], inversion_file)
+        return {"method": method}
+    inversion = _load_inversion(inversion_file) if method == "aid + hold" else None
 
     def run():
         if method.startswith("inversion"):
@@ -105,8 +143,18 @@ def worker(size: int, method: str, model_size: str, steps: int = STEPS) -> dict:
 
 
 def measure(size: int, method: str, model_size: str, steps: int) -> dict:
+    if method != "aid + hold":
+        return _in_subprocess(size, method, model_size, steps)
+    with tempfile.TemporaryDirectory(prefix="aid-bench-inversion-") as folder:
+        path = str(Path(folder) / "inversion.pt")
+        _in_subprocess(size, "record", model_size, steps, path)  # in its own process, before the clock
+        return _in_subprocess(size, method, model_size, steps, path)
+
+
+def _in_subprocess(size: int, method: str, model_size: str, steps: int, inversion_file: str | None = None) -> dict:
+    extra = ["--inversion-file", inversion_file] if inversion_file else []
     done = subprocess.run([sys.executable, __file__, "--worker", str(size), method, "--model", model_size,
-                           "--steps", str(steps)],
+                           "--steps", str(steps), *extra],
                           capture_output=True, text=True)
     if done.returncode != 0:
         killed = " (killed: out of memory?)" if done.returncode < 0 else ""
@@ -123,9 +171,11 @@ def main(argv=None) -> int:
                         help="SD1.5 architecture: full (the benchmark) or the tiny test model (a quick check)")
     parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps (fewer for a quick check)")
     parser.add_argument("--worker", nargs=2, metavar=("SIZE", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--inversion-file", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
-        print(json.dumps(worker(int(options.worker[0]), options.worker[1], options.model, options.steps)))
+        print(json.dumps(worker(int(options.worker[0]), options.worker[1], options.model, options.steps,
+                                options.inversion_file)))
         return 0
     import torch
 

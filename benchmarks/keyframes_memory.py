@@ -57,8 +57,9 @@ def worker(frames: int, max_rows: int, size: int, model_size: str) -> dict:
     before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux >= 4.0)
     started = time.perf_counter()
-    AIDKeyframeSampler().sample(model, keys, negative, size, size, SEED, STEPS, CFG, "euler", "normal", frames, True,
-                                "fused outer", "self and cross", 0.0, END_PERCENT, max_rows)
+    with torch.inference_mode():  # as ComfyUI's executor runs nodes
+        AIDKeyframeSampler().sample(model, keys, negative, size, size, SEED, STEPS, CFG, "euler", "normal", frames,
+                                    True, "fused outer", "self and cross", 0.0, END_PERCENT, max_rows)
     seconds = time.perf_counter() - started
     peak = _status_kib("VmHWM")
     return {"frames": frames, "max_rows": max_rows, "rows": plan.layout.frames, "runs": len(plan.runs),
