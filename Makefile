@@ -36,10 +36,11 @@ benchmark: setup
 	$(VENV)/bin/python benchmarks/aid_dit_cost.py
 	$(VENV)/bin/python benchmarks/aid_dit_blocks.py
 
-# Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and make each
-# thumbnail from a run of its workflow; WORKFLOW=name limits it to one.
+# Rewrite example_workflows/*.json from tests/aid_harness/example_workflows.py and draw each
+# thumbnail as a diagram of its parameters; WORKFLOW=name limits it to one, CKPT=file renders the
+# thumbnails of the workflows that load a checkpoint from real frames on it.
 templates: setup
-	$(VENV)/bin/python tests/aid_harness/templates.py $(WORKFLOW)
+	$(VENV)/bin/python tests/aid_harness/templates.py $(WORKFLOW) $(if $(CKPT),--ckpt $(CKPT))
 
 # Rewrite web/docs/<NodeId>.md, the editor's help of every node, from the node classes and docs/.
 node-help: setup

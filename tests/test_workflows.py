@@ -105,6 +105,32 @@ def test_thumbnail_is_a_small_jpeg_made_from_the_current_workflow(name, object_i
         f"{path.name} is stale: run `make templates WORKFLOW={name[:-5]}`"
 
 
+def _diagram_of(prompt: dict):
+    import numpy as np
+    from thumbnails import diagram
+
+    return np.asarray(diagram(prompt, "test"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("name, class_type, change", [
+    ("aid_text_interpolation.json", "AIDSchedule", {"alpha": 1.0, "beta": 6.0}),
+    ("aid_text_interpolation.json", "CLIPTextEncode", {"text": "a photo of a red bicycle"}),
+    ("aid_keyframes.json", "AIDKeyframes", {"text": "0: a cat\n+3: a dog | hold 4\n+9: a bird"}),
+    ("spacetime_layout.json", "AIDSpatialTemporalRegion", {"x": 0.4, "width": 0.2}),
+    ("spacetime_auto_layout.json", "AIDSpatialTemporalAutoLayout", {"prompt": "a red apple above a blue vase"}),
+], ids=["schedule", "prompt", "keyframes", "region", "auto-layout"])
+def test_thumbnails_are_diagrams_drawn_from_the_workflows_own_parameters(name, class_type, change, object_info):
+    """The card is a diagram of the workflow (issue 24): changing a parameter it shows changes the picture."""
+    path = (WORKFLOWS_DIR / name).with_suffix(".jpg")
+    with Image.open(path) as image:
+        assert "(diagram)" in image.info["comment"].decode(), f"{path.name} should be a diagram"
+    prompt = ui_to_api(shipped(name), object_info)
+    before = _diagram_of(prompt)
+    node = next(node for node in prompt.values() if node["class_type"] == class_type)
+    node["inputs"].update(change)
+    assert abs(_diagram_of(prompt) - before).sum() > 0, f"the {class_type} change is not drawn"
+
+
 @pytest.mark.parametrize("name", IN_PROCESS)
 def test_workflow_runs_headless(name, object_info, runner, sd15_tiny_name, comfy_base):
     workflow = shipped(name)

@@ -2,16 +2,20 @@
 
     python tests/aid_harness/templates.py                  every registered workflow
     python tests/aid_harness/templates.py aid_text_interpolation [...]   only these
-    python tests/aid_harness/templates.py --json-only      the JSON files, no runs
+    python tests/aid_harness/templates.py --json-only      the JSON files, no thumbnails
+    python tests/aid_harness/templates.py --ckpt model.safetensors   thumbnails rendered with real weights
 
 Each JSON file is built from its description in example_workflows.py (with the model note). Each
-thumbnail (`<name>.jpg`, what ComfyUI's template browser shows) comes from a real run of that
-workflow on the ComfyUI host, in this process, with the random-weight stand-ins of its models at
-a small size: four frames of the sequence, first to last, in a 2 x 2 grid (a workflow that saves one
-image, not a clip, fills the card with that image). Its JPEG comment
-records the hash of the workflow's prompt, so tests/test_workflows.py can tell a stale thumbnail.
-A workflow that needs other packs (example_workflows.PEER_PACKS: ComfyUI-Distributed) is written
-from the node definitions of, and run on, a master and a worker server (aid_harness/distributed.py).
+thumbnail (`<name>.jpg`, what ComfyUI's template browser shows) is a diagram drawn from the
+workflow's own parameters (tools/thumbnails.py: the frames from A to B with their prompts and the
+schedule curve, the keyframe timeline, the region layout, photo -> edit), clearly a diagram, not a
+render. With --ckpt (make templates CKPT=...) the workflows that load a checkpoint run on it instead
+and the thumbnail shows four of their frames, first to last, in a 2 x 2 grid (a workflow that saves
+one image fills the card with it); --render does the same with the random-weight stand-ins. Every
+thumbnail's JPEG comment records the hash of the workflow's prompt, so tests/test_workflows.py can
+tell a stale one. A workflow that needs other packs (example_workflows.PEER_PACKS:
+ComfyUI-Distributed) is written from the node definitions of a master and a worker server
+(aid_harness/distributed.py), and rendered there.
 """
 from __future__ import annotations
 
@@ -32,8 +36,12 @@ from aid_harness.example_workflows import (PEER_PACKS, WORKFLOWS, WORKFLOWS_DIR,
                                            shrink, use_stand_ins, write_workflows)
 from aid_harness.workflow_format import ui_to_api  # noqa: E402
 
+sys.path.insert(0, str(host.REPO / "tools"))
+from thumbnails import diagram  # noqa: E402
+
 # The run behind a thumbnail: small enough for a CPU, the clip played once from A to B.
 THUMBNAIL_SIZES = {"width": 128, "height": 128, "steps": 4}
+REAL_SIZES = {"width": 512, "height": 512, "steps": 20}  # --ckpt: a real checkpoint at its own size
 CLIP_AS_SEQUENCE = {"loop": "forward", "hold_first": 0, "hold_last": 0, "reverse": False}
 TILE, GRID = 160, 2  # a 320 x 320 card, as the template browser shows them
 JPEG_QUALITY = 82
@@ -89,13 +97,30 @@ def single_image_card(path: Path):
         return image.convert("RGB").resize((TILE * GRID, TILE * GRID), Image.Resampling.BICUBIC)
 
 
-def make_thumbnail(name: str, runner, base: Path, object_info: dict) -> Path:
-    """Run the shipped workflow `name` with stand-ins and write `<stem>.jpg` beside it; returns its path."""
+def make_diagram(name: str, object_info: dict) -> Path:
+    """Draw the shipped workflow `name`'s diagram into `<stem>.jpg` beside it; returns its path."""
+    workflow = json.loads((WORKFLOWS_DIR / name).read_text())
+    prompt = ui_to_api(workflow, object_info)
+    title = Path(name).stem.replace("_", " ")
+    path = (WORKFLOWS_DIR / name).with_suffix(".jpg")
+    diagram(prompt, title).save(path, "JPEG", quality=JPEG_QUALITY, optimize=True,
+                                comment=f"{COMMENT_PREFIX}{prompt_digest(workflow, object_info)} (diagram)")
+    return path
+
+
+def make_thumbnail(name: str, runner, base: Path, object_info: dict, checkpoint: Path | None = None) -> Path:
+    """Run the shipped workflow `name` (with stand-ins, and `checkpoint` in place of the checkpoint it
+    loads) and write four of its frames into `<stem>.jpg` beside it; returns its path."""
     workflow = json.loads((WORKFLOWS_DIR / name).read_text())
     prompt = ui_to_api(workflow, object_info)
     digest = prompt_digest(workflow, object_info)
     use_stand_ins(prompt, prepare_stand_ins(workflow, base))
-    shrink(prompt, THUMBNAIL_SIZES)
+    if checkpoint is not None:
+        host.make_base_directory(base, {"checkpoints": [checkpoint]})
+        for node in prompt.values():
+            if node["class_type"] == "CheckpointLoaderSimple":
+                node["inputs"]["ckpt_name"] = checkpoint.name
+    shrink(prompt, THUMBNAIL_SIZES if checkpoint is None else REAL_SIZES)
     for node in prompt.values():
         if node["class_type"] == "AIDFramesToVideo":
             node["inputs"].update(CLIP_AS_SEQUENCE)
@@ -109,8 +134,8 @@ def make_thumbnail(name: str, runner, base: Path, object_info: dict) -> Path:
     path = (WORKFLOWS_DIR / name).with_suffix(".jpg")
     card = grid(decode_clip(clips[-1])) if clips else single_image_card(images[-1])
     card.save(path, "JPEG", quality=JPEG_QUALITY, optimize=True,
-                                      comment=f"{COMMENT_PREFIX}{digest} (random-weight stand-ins, "
-                                              f"{THUMBNAIL_SIZES['width']} px, {THUMBNAIL_SIZES['steps']} steps)")
+                                      comment=f"{COMMENT_PREFIX}{digest} ("
+                                              f"{checkpoint.name if checkpoint else 'random-weight stand-ins'})")
     return path
 
 
@@ -127,9 +152,14 @@ def workflow_file_name(text: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="workflows to (re)make (default: every registered one)")
-    parser.add_argument("--json-only", action="store_true", help="write the JSON files only, no runs")
+    parser.add_argument("--json-only", action="store_true", help="write the JSON files only, no thumbnails")
+    parser.add_argument("--render", action="store_true", help="thumbnails from runs with the random stand-ins")
+    parser.add_argument("--ckpt", type=Path, help="thumbnails from runs of the workflows that load a checkpoint, "
+                                                  "on this checkpoint file (the others keep their diagrams)")
     options = parser.parse_args(argv)
     names = [workflow_file_name(n) for n in options.names] or list(WORKFLOWS)
+    if options.ckpt is not None and not options.ckpt.is_file():
+        raise SystemExit(f"[aid templates] CKPT={options.ckpt} is not a file")
 
     from aid_harness.runner import InProcessRunner
     from aid_harness.workflow_format import object_info_from_loaded_nodes
@@ -147,10 +177,15 @@ def main(argv=None) -> int:
                 print(f"[aid templates] wrote {path.relative_to(host.REPO)}", flush=True)
             runner = InProcessRunner(booted)
             for name in [] if options.json_only else in_process:
-                report(make_thumbnail(name, runner, base, object_info), name)
+                render = options.render or (options.ckpt is not None and _loads_a_checkpoint(name))
+                if render:
+                    report(make_thumbnail(name, runner, base, object_info, options.ckpt), name)
+                else:
+                    print(f"[aid templates] drew {make_diagram(name, object_info).relative_to(host.REPO)}",
+                          flush=True)
         with_peers = [name for name in names if name in PEER_PACKS]
         if with_peers:
-            make_with_peers(root, base / "distributed", with_peers, options.json_only)
+            make_with_peers(root, base / "distributed", with_peers, options.json_only, options.render)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
@@ -161,7 +196,12 @@ def report(path: Path, name: str) -> None:
           f"{name} with random-weight stand-ins", flush=True)
 
 
-def make_with_peers(root: Path, folder: Path, names: list[str], json_only: bool) -> None:
+def _loads_a_checkpoint(name: str) -> bool:
+    workflow = json.loads((WORKFLOWS_DIR / name).read_text())
+    return any(node.get("type") == "CheckpointLoaderSimple" for node in workflow.get("nodes", []))
+
+
+def make_with_peers(root: Path, folder: Path, names: list[str], json_only: bool, render: bool = False) -> None:
     """Workflows with ComfyUI-Distributed's nodes: written from, and run on, a master and a worker server."""
     from aid_harness import models
     from aid_harness.distributed import DistributedPair
@@ -173,7 +213,10 @@ def make_with_peers(root: Path, folder: Path, names: list[str], json_only: bool)
             print(f"[aid templates] wrote {path.relative_to(host.REPO)} (node definitions from a ComfyUI with "
                   f"{', '.join(sorted({p for n in names for p in PEER_PACKS[n]}))})", flush=True)
         for name in [] if json_only else names:
-            report(make_thumbnail(name, pair, pair.master.base, object_info), name + " on a master and a worker")
+            if render:
+                report(make_thumbnail(name, pair, pair.master.base, object_info), name + " on a master and a worker")
+            else:
+                print(f"[aid templates] drew {make_diagram(name, object_info).relative_to(host.REPO)}", flush=True)
 
 
 if __name__ == "__main__":
