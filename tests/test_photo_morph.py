@@ -284,3 +284,31 @@ def test_sdxl_morph_holds_both_endpoints():
                                  inversion_b=inversions[1])[0]["samples"]
     assert close(frames[0], latents[0][0]) and close(frames[-1], latents[1][0])
     assert not close(frames[1], latents[0][0], rel=1e-2) and not close(frames[1], latents[1][0], rel=1e-2)
+
+
+def test_a_morph_cannot_be_split_across_servers(sd15_tiny, photos, inversions, spied):
+    from aid_pack.samplers.sequence.shares import ShareSpec
+
+    model, counter = spied
+    expect_refusal("AID Sampler", "share", lambda: morph(sd15_tiny, photos, inversions, model=model,
+                                                         share=ShareSpec(0, 2)), counter)
+
+
+def test_ipadapter_recipe_keeps_both_photos_and_moves_the_frames_between(comfy, link_model, sd15_tiny, photos,
+                                                                          inversions, morphed):
+    """docs/editing.md's identity recipe: AID IP-Adapter Endpoints (morph, the same two photos) on the same AID
+    Sampler. The held endpoints stay the photos; the frames between get the interpolated image prompt."""
+    from aid_harness import models as M
+    from aid_pack.nodes.ipadapter import AIDIPAdapterEndpoints, AIDIPAdapterLoader
+
+    clip_vision = comfy["nodes"].CLIPVisionLoader().load_clip(link_model("clip_vision",
+                                                                         M.ensure_clip_vision_vit_h()))[0]
+    layers = [layer["inner_dim"] for layer in M.unet_cross_attention_layers(sd15_tiny[0].model.diffusion_model)]
+    adapter = AIDIPAdapterLoader().load(link_model("ipadapter", M.ensure_ipadapter("sd15", layers=layers)))[0]
+    endpoints = AIDIPAdapterEndpoints().build(adapter, clip_vision, photos["image_b"], "morph", 0.8,
+                                              image_a=photos["image_a"])[0]
+    frames = morph(sd15_tiny, photos, inversions, image_endpoints=endpoints)
+    assert close(frames[0], photos["latent_a"][0]) and close(frames[-1], photos["latent_b"][0])
+    for f in range(1, FRAMES - 1):
+        assert torch.isfinite(frames[f]).all()
+        assert not close(frames[f], morphed[7.0][f], rel=2e-3), f"frame {f} is the same without the image prompt"
