@@ -260,6 +260,8 @@ def test_masks_other_steps_and_a_model_without_a_sequence_are_refused_on_the_cor
     message = expect_refusal("AID Inversion Hold", "inversion_b",
                              lambda: core_sampler(comfy, plain, positive, photos["neg"], latent, 1.0), counter)
     assert "Apply AID" in message
+    core_sampler(comfy, held, positive, photos["neg"], latent, 1.0)
+    assert counter.calls == [FRAMES] * STEPS, "the spy counts the UNet calls of this model's runs"
 
 
 def test_inversion_b_without_inversion_is_refused(sd15_tiny, photos, inversions, spied):
