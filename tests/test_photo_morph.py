@@ -168,6 +168,16 @@ def test_core_path_gives_the_aid_sampler_frames(comfy, sd15_tiny, photos, invers
         assert close(ddim[f], morphed[1.0][f]), f"ddim frame {f}"
 
 
+def test_core_path_with_denoise_below_one_keeps_both_photos(comfy, sd15_tiny, photos):
+    """Both photos inverted at denoise 0.5, the core KSampler at the same denoise and cfg 7: both ends exact."""
+    partial = invert(sd15_tiny, photos, "a", denoise=0.5), invert(sd15_tiny, photos, "b", denoise=0.5)
+    model, positive, latent = core_morph_inputs(sd15_tiny[0], photos, partial, schedule((0.0, 0.5, 1.0)))
+    frames = comfy["nodes"].common_ksampler(model, SEED, STEPS, 7.0, "euler", "normal", positive, photos["neg"],
+                                            latent, denoise=0.5)[0]["samples"]
+    assert close(frames[0], photos["latent_a"][0]) and close(frames[-1], photos["latent_b"][0])
+    assert torch.isfinite(frames).all() and not close(frames[1], photos["latent_a"][0], rel=1e-2)
+
+
 def test_the_input_model_is_unchanged(comfy, sd15_tiny, photos, inversions):
     base = sd15_tiny[0]
     wrappers = copy.deepcopy({kind: {key: len(w) for key, w in keys.items()} for kind, keys in base.wrappers.items()})
