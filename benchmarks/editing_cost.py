@@ -1,15 +1,21 @@
 """Cost of editing a real image: the inversion, and the hold of endpoint A, against a plain AID sequence.
 
 Setting: F = 7 frames, full SD1.5 architecture with random weights, 10 steps of euler, edit cfg 7,
-interpolation for the first half of the schedule, a random picture at 128 px. Measured side by side:
+interpolation for the first half of the schedule, random pictures at 128 px. Measured side by side:
 - "aid": AID Sampler from prompt A to prompt B (no image), the baseline;
 - "aid + hold": the same sequence editing the picture (AID Sampler's inversion input), i.e. what the
-  hold adds at edit time (the inversion is recorded in a process of its own and loaded from a file);
+  hold adds at edit time;
+- "photo morph": AID Sampler from picture A to picture B, both endpoints held (inversion and
+  inversion_b), each conditioned on its picture's prompt;
+- "7 plain images": one KSampler batch of 7 images of prompt A (no AID), what the morph's frames
+  would cost as independent images;
 - "inversion": AID Invert Image at cfg 1 with refine_steps 0 and 2 (each refinement costs one more
   model call per step).
+The inversions the held runs replay are recorded first, each in its own process, and saved to files
+the measured processes load (so no inversion work or memory is inside their measurement).
 Time and memory are measured as in benchmarks/aid_cost.py: each run in its own process under
-torch.inference_mode (as ComfyUI's executor runs nodes), peak resident memory above what the process
-held just before (VmHWM reset via /proc/self/clear_refs).
+torch.inference_mode (as ComfyUI's executor runs nodes), peak resident memory above what the
+process held just before (VmHWM reset via /proc/self/clear_refs).
 
 The inversion runs also print how far plain re-generation from the inverted noise (prompt A only, no
 hold) lands from the picture, at cfg 1 and 7, against the held run; with random weights these say
@@ -21,8 +27,10 @@ Run: .venv/bin/python benchmarks/editing_cost.py [--size 128] [--repeats 1] (qui
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 FRAMES, STEPS, CFG, SEED, END_PERCENT = 7, 10, 7.0, 1, 0.5
-METHODS = ("aid", "aid + hold", "inversion", "inversion refine 2")
+METHODS = ("aid", "aid + hold", "photo morph", "7 plain images", "inversion", "inversion refine 2")
+PROMPTS = {"a": "a photo of a cabin by a lake", "b": "a photo of a lighthouse on a rocky coast"}
+EDIT_PROMPT = "a cabin by a lake in winter"
 
 
 def _status_kib(field: str) -> int:
@@ -63,17 +73,33 @@ def _drift(nodes, model, inversion, source, negative, latent, steps: int) -> dic
     return result
 
 
-def _save_inversion(inversion, path: str) -> None:
-    """The inversion's fields as plain values (the pack's classes live under a per-run module name)."""
-    import dataclasses
-
+def _picture(size: int, which: str):
     import torch
 
-    torch.save({field.name: (dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
-                for field in dataclasses.fields(inversion) for value in [getattr(inversion, field.name)]}, path)
+    return torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0 if which == "a" else 1))
 
 
-def _load_inversion(path: str):
+def record(size: int, which: str, model_size: str, steps: int, path: str) -> dict:
+    """Invert picture `which` ("a" or "b") under its prompt and save the AID_INVERSION to `path` (own process)."""
+    import torch
+
+    from aid_harness.sd15_session import boot_with_sd15
+
+    _, model, _, vae, encode = boot_with_sd15(model_size)
+    from aid_pack.nodes.editing import AIDInvertImage
+
+    with torch.inference_mode():
+        inversion = AIDInvertImage().invert(model, encode(PROMPTS[which]), encode("blurry"), steps, 1.0, "normal",
+                                            1.0, 0, image=_picture(size, which), vae=vae)[0]
+    # Plain fields, not the object: each process loads the pack under another module name (its own base folder).
+    torch.save({"sigmas": inversion.sigmas, "latents": inversion.latents,
+                "fingerprint": dataclasses.asdict(inversion.fingerprint),
+                "settings": dataclasses.asdict(inversion.settings), "image_size": inversion.image_size}, path)
+    return {"recorded": which, "path": path}
+
+
+def load_inversion(path: str):
+    """The AID_INVERSION `record` saved to `path` (in this process's pack)."""
     import torch
 
     from aid_pack.samplers.editing.fingerprint import ModelFingerprint
@@ -85,19 +111,18 @@ def _load_inversion(path: str):
                      settings=InversionSettings(**fields["settings"]), image_size=tuple(fields["image_size"]))
 
 
-def worker(size: int, method: str, model_size: str, steps: int = STEPS, inversion_file: str | None = None) -> dict:
+def worker(size: int, method: str, model_size: str, steps: int = STEPS, inversions: dict | None = None) -> dict:
     """Load the model, warm up, run one measured step of the method; return seconds and peak extra MiB.
 
-    Runs under torch.inference_mode, as ComfyUI's executor runs nodes. "aid + hold" loads the inversion
-    another process recorded (`inversion_file`), so the inversion's own memory never sits in this
-    process's baseline; with `inversion_file` and method "record", records it there and returns."""
+    `inversions` maps "a" / "b" to files saved by `record` (the held methods load them before the clock).
+    Runs under torch.inference_mode, as ComfyUI's executor runs nodes."""
     import torch
 
     with torch.inference_mode():
-        return _worker(size, method, model_size, steps, inversion_file)
+        return _worker(size, method, model_size, steps, inversions)
 
 
-def _worker(size: int, method: str, model_size: str, steps: int, inversion_file: str | None) -> dict:
+def _worker(size: int, method: str, model_size: str, steps: int, inversions: dict | None) -> dict:
     import torch
 
     from aid_harness.sd15_session import boot_with_sd15
@@ -107,28 +132,31 @@ def _worker(size: int, method: str, model_size: str, steps: int, inversion_file:
     from aid_pack.nodes.sampler import AIDSampler
     from aid_pack.samplers.sequence.schedule import InterpolationSchedule, linear_coefficients
 
-    source, target, negative = encode("a photo of a cabin by a lake"), encode("a cabin by a lake in winter"), \
-        encode("blurry")
-    image = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0))
+    source, source_b, target, negative = (encode(PROMPTS["a"]), encode(PROMPTS["b"]), encode(EDIT_PROMPT),
+                                          encode("blurry"))
     schedule = InterpolationSchedule(linear_coefficients(FRAMES), "linear")
     nodes.common_ksampler(model, SEED, 1, CFG, "euler", "normal", source, negative,
                           {"samples": torch.zeros(1, 4, 8, 8)})  # warm-up: loads and initialises everything
 
     def invert(refine_steps):
-        return AIDInvertImage().invert(model, source, negative, steps, 1.0, "normal", 1.0, refine_steps, image=image,
-                                       vae=vae)
+        return AIDInvertImage().invert(model, source, negative, steps, 1.0, "normal", 1.0, refine_steps,
+                                       image=_picture(size, "a"), vae=vae)
 
-    if method == "record":
-        _save_inversion(invert(0)[0], inversion_file)
-        return {"method": method}
-    inversion = _load_inversion(inversion_file) if method == "aid + hold" else None
+    held = {"aid + hold": ("a",), "photo morph": ("a", "b")}.get(method, ())
+    if any(which not in (inversions or {}) for which in held):
+        raise RuntimeError(f"{method} needs the recorded inversions (--inversion-a/--inversion-b).")
+    inversion = load_inversion(inversions["a"]) if held else None
+    inversion_b = load_inversion(inversions["b"]) if "b" in held else None
 
     def run():
         if method.startswith("inversion"):
             return invert(2 if method.endswith("2") else 0)
-        return AIDSampler().sample(model, source, target, negative, schedule, size, size, SEED, steps, CFG, "euler",
-                                   "normal", "fused outer", "self and cross", 0.0, END_PERCENT, 0,
-                                   inversion=inversion)
+        if method == "7 plain images":
+            return nodes.common_ksampler(model, SEED, steps, CFG, "euler", "normal", source, negative,
+                                         {"samples": torch.zeros(FRAMES, 4, size // 8, size // 8)})
+        return AIDSampler().sample(model, source, source_b if inversion_b is not None else target, negative, schedule,
+                                   size, size, SEED, steps, CFG, "euler", "normal", "fused outer", "self and cross",
+                                   0.0, END_PERCENT, 0, inversion=inversion, inversion_b=inversion_b)
 
     before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark (Linux >= 4.0)
@@ -142,25 +170,23 @@ def _worker(size: int, method: str, model_size: str, steps: int, inversion_file:
     return result
 
 
-def measure(size: int, method: str, model_size: str, steps: int) -> dict:
-    if method != "aid + hold":
-        return _in_subprocess(size, method, model_size, steps)
-    with tempfile.TemporaryDirectory(prefix="aid-bench-inversion-") as folder:
-        path = str(Path(folder) / "inversion.pt")
-        _in_subprocess(size, "record", model_size, steps, path)  # in its own process, before the clock
-        return _in_subprocess(size, method, model_size, steps, path)
-
-
-def _in_subprocess(size: int, method: str, model_size: str, steps: int, inversion_file: str | None = None) -> dict:
-    extra = ["--inversion-file", inversion_file] if inversion_file else []
+def measure(size: int, method: str, model_size: str, steps: int, inversions: dict | None = None) -> dict:
+    """Run one method in its own process (or, for method "record a"/"record b", record an inversion)."""
+    files = [arg for which, path in sorted((inversions or {}).items()) for arg in (f"--inversion-{which}", path)]
     done = subprocess.run([sys.executable, __file__, "--worker", str(size), method, "--model", model_size,
-                           "--steps", str(steps), *extra],
+                           "--steps", str(steps), *files],
                           capture_output=True, text=True)
     if done.returncode != 0:
         killed = " (killed: out of memory?)" if done.returncode < 0 else ""
         raise RuntimeError(f"{method} at {size}px failed with exit status {done.returncode}{killed}:\n"
                            f"{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio_line(name: str, results: dict, against: str) -> str:
+    r, base = results[name], results[against]
+    return (f"  {name} / {against}: time {r['seconds'] / base['seconds']:.3f}, peak memory "
+            f"{r['peak_extra_mib'] / max(base['peak_extra_mib'], 1e-9):.3f}")
 
 
 def main(argv=None) -> int:
@@ -171,11 +197,16 @@ def main(argv=None) -> int:
                         help="SD1.5 architecture: full (the benchmark) or the tiny test model (a quick check)")
     parser.add_argument("--steps", type=int, default=STEPS, help="sampling steps (fewer for a quick check)")
     parser.add_argument("--worker", nargs=2, metavar=("SIZE", "METHOD"), help=argparse.SUPPRESS)
-    parser.add_argument("--inversion-file", help=argparse.SUPPRESS)
+    parser.add_argument("--inversion-a", help=argparse.SUPPRESS)
+    parser.add_argument("--inversion-b", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
-        print(json.dumps(worker(int(options.worker[0]), options.worker[1], options.model, options.steps,
-                                options.inversion_file)))
+        size, method = int(options.worker[0]), options.worker[1]
+        files = {which: path for which, path in (("a", options.inversion_a), ("b", options.inversion_b)) if path}
+        if method.startswith("record "):
+            print(json.dumps(record(size, method.split()[1], options.model, options.steps, files[method.split()[1]])))
+        else:
+            print(json.dumps(worker(size, method, options.model, options.steps, files)))
         return 0
     import torch
 
@@ -183,21 +214,31 @@ def main(argv=None) -> int:
           f"{options.steps} steps euler, edit cfg {CFG}, inversion cfg 1; torch {torch.__version__}, {os.cpu_count()} CPU "
           "threads, ComfyUI --cpu.")
     results = {}
-    for _ in range(options.repeats):
-        for method in METHODS:  # interleaved, so drifting machine load hits every method alike
-            result = measure(options.size, method, options.model, options.steps)
-            best = results.get(method)
-            if best is None or result["seconds"] < best["seconds"]:
-                results[method] = dict(result, peak_extra_mib=max(result["peak_extra_mib"],
-                                                                  best["peak_extra_mib"] if best else 0.0))
+    folder = tempfile.mkdtemp(prefix="aid-editing-cost-")
+    inversions = {which: str(Path(folder) / f"inversion_{which}.pt") for which in ("a", "b")}
+    try:
+        for which in inversions:  # each inversion in its own process, before any measured run
+            measure(options.size, f"record {which}", options.model, options.steps, {which: inversions[which]})
+        for _ in range(options.repeats):
+            for method in METHODS:  # interleaved, so drifting machine load hits every method alike
+                result = measure(options.size, method, options.model, options.steps, inversions)
+                best = results.get(method)
+                if best is None or result["seconds"] < best["seconds"]:
+                    results[method] = dict(result, peak_extra_mib=max(result["peak_extra_mib"],
+                                                                      best["peak_extra_mib"] if best else 0.0))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     base = results["aid"]
     print(f"{'method':<19} {'seconds':>8} {'time x':>7} {'peak MiB':>9} {'memory x':>9}")
     for method in METHODS:
         r = results[method]
         print(f"{method:<19} {r['seconds']:8.1f} {r['seconds'] / base['seconds']:7.3f} {r['peak_extra_mib']:9.0f} "
               f"{r['peak_extra_mib'] / max(base['peak_extra_mib'], 1e-9):9.3f}")
+    print("the photo morph against the same frames as plain images and against the one-photo edit:")
+    print(_ratio_line("photo morph", results, "7 plain images"))
+    print(_ratio_line("photo morph", results, "aid + hold"))
     print("re-generation of the picture from the inverted noise (prompt A, relative error of the latent):")
-    for method in METHODS[2:]:
+    for method in [m for m in METHODS if m.startswith("inversion")]:
         drift = results[method]["drift"]
         print(f"  {method:<19} " + ", ".join(f"{name}: {value:.3g}" for name, value in drift.items()))
     return 0

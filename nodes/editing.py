@@ -1,12 +1,15 @@
 """Real-image editing: AID Invert Image records a photo's trajectory, AID Inversion Hold replays it (core path).
 
-AID Sampler takes the same AID_INVERSION on its optional `inversion` input.
+AID Sampler takes the same AID_INVERSION on its optional `inversion` input. A second photo's inversion on
+`inversion_b` (AID Sampler, AID Inversion Hold) makes the sequence a morph with both endpoints held
+(samplers/editing/morph.py).
 """
 from __future__ import annotations
 
 from ..errors import AIDInputError
 from ..samplers.editing.inversion import (HELD_SAMPLERS, InversionSettings, check_fingerprint, check_sigmas, held_model,
                                   model_sigmas, record_inversion)
+from ..samplers.editing.morph import B_INPUT, morph_model
 from ..samplers.editing.inversion import HOLD_WRAPPER_KEY as HOLD_KEY, RUN_WRAPPER_KEY as HOLD_RUN_KEY
 from ..samplers.sequence.run import WRAPPER_KEY as SEQUENCE_RUN_KEY
 from .validation import check_choice, check_conditioning_for_model
@@ -25,20 +28,42 @@ def inversion_input() -> dict:
                    "scheduler; the seed does not matter."})}
 
 
+def inversion_b_input() -> dict:
+    """The optional socket of photo B's inversion (a morph of two photos), for AID Sampler; after its other inputs."""
+    return {B_INPUT: ("AID_INVERSION", {
+        "tooltip": "Morph two photos: connect a second AID Invert Image (photo B, the same size, model and schedule "
+                   "as 'inversion'). The last frame is then photo B exactly, the frames between start from slerp of "
+                   "both inverted noises; use each photo's source prompt as positive_a and positive_b."})}
+
+
 def check_edit_sampling(node: str, model, inversion, sampler_name: str, steps: int, scheduler: str,
-                        denoise: float = 1.0) -> None:
-    """Before any work: the edit's model, sampler and schedule fit the recorded trajectory."""
+                        denoise: float = 1.0, input_name: str = "inversion") -> None:
+    """Before any work: the edit's model, sampler and schedule fit the recorded trajectory (on `input_name`)."""
     if sampler_name not in HELD_SAMPLERS:
         raise AIDInputError(node, "sampler_name", f"'{sampler_name}' cannot hold endpoint A on the inverted image: "
                             "only samplers whose every step is one Euler step at the recorded sigmas can.",
                             f"choose one of: {', '.join(HELD_SAMPLERS)}.")
-    check_fingerprint(inversion, model, node)
+    check_fingerprint(inversion, model, node, input_name)
     if inversion.settings.denoise <= 0.9999 and denoise > 0.9999:
-        raise AIDInputError(node, "inversion", f"the inversion covers part of the schedule (denoise "
+        raise AIDInputError(node, input_name, f"the inversion covers part of the schedule (denoise "
                             f"{inversion.settings.denoise:g}) and {node} always denoises fully.",
                             "set AID Invert Image's denoise to 1, or edit through Apply AID + AID Inversion Hold and "
                             "a KSampler with the same denoise.")
-    check_sigmas(inversion, model_sigmas(model, steps, scheduler, denoise), node, "the steps and scheduler")
+    check_sigmas(inversion, model_sigmas(model, steps, scheduler, denoise), node, "the steps and scheduler",
+                 input_name)
+
+
+def edit_model(node: str, model, inversion, inversion_b, sampler_name: str, steps: int, scheduler: str):
+    """Before any work, check a one-photo edit or (with inversion_b) a two-photo morph; its held model clone."""
+    if inversion_b is not None and inversion is None:
+        raise AIDInputError(node, B_INPUT, "photo B's inversion is connected without photo A's.",
+                            "connect photo A's AID Invert Image to 'inversion' too (a morph holds both endpoints), "
+                            "or move this one to 'inversion' for a one-photo edit.")
+    check_edit_sampling(node, model, inversion, sampler_name, steps, scheduler)
+    if inversion_b is None:
+        return held_model(model, inversion, node)
+    check_edit_sampling(node, model, inversion_b, sampler_name, steps, scheduler, input_name=B_INPUT)
+    return morph_model(model, inversion, inversion_b, node)
 
 
 def _check_source(image, vae, latent, model):
@@ -180,20 +205,29 @@ class AIDInversionHold:
                    "comes out as the input image and the other frames attend to the real image. Sample with "
                    "AID Latent (the image's width and height) and AID Conditioning (source prompt as A, edit prompt "
                    "as B) on a KSampler or SamplerCustomAdvanced with sampler euler or ddim and the inversion's steps, "
-                   "scheduler and denoise.")
+                   "scheduler and denoise. With a second photo's inversion on inversion_b the last frame is held on "
+                   "that photo too: a morph between two photos (prompts: each photo's source prompt as A and B).")
     CATEGORY = "AID/editing"
     FUNCTION = "apply"
     RETURN_TYPES = ("MODEL",)
-    OUTPUT_TOOLTIPS = ("The model with endpoint A held on the inverted image.",)
+    OUTPUT_TOOLTIPS = ("The model with endpoint A held on the inverted image (and endpoint B on photo B's, with "
+                       "inversion_b).",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "model": ("MODEL", {"tooltip": "Apply AID's output, patched from the model the image was inverted with."}),
             "inversion": ("AID_INVERSION", {"tooltip": "AID Invert Image's result."}),
+        }, "optional": {
+            B_INPUT: ("AID_INVERSION", {"tooltip": "Morph two photos: photo B's AID Invert Image (same size, model "
+                                                   "and schedule). The last row of every batch is then held on photo "
+                                                   "B and the frames between start from slerp of both inverted "
+                                                   "noises; needs Apply AID's model."}),
         }}
 
-    def apply(self, model, inversion):
+    def apply(self, model, inversion, inversion_b=None):
+        if inversion_b is not None:
+            return (morph_model(model, inversion, inversion_b, HOLD_NODE),)
         return (held_model(model, inversion, HOLD_NODE),)
 
 

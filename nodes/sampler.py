@@ -6,13 +6,12 @@ from ..attention.layout import FrameLayout
 from ..attention.joint_override import DEFAULT_BLOCKS
 from ..errors import AIDInputError
 from ..samplers.sequence.conditioning import BLENDS
-from ..samplers.editing.inversion import held_model
 from ..samplers.sequence.noise import sequence_noise
 from ..samplers.sequence.sampler import SequenceRequest, empty_sequence_latent, sample_sequence
 from .widgets import (dit_blocks_input, fusion_input, image_endpoints_input, interpolation_inputs, interpolation_options,
                       share_input)
 from .conditioning import build_sequence_conditioning
-from .editing import check_edit_sampling, inversion_input
+from .editing import edit_model, inversion_b_input, inversion_input
 from .ipadapter import check_image_endpoints
 from .shares import sequence_share
 from .validation import (check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size,
@@ -96,13 +95,14 @@ class AIDSampler:
                 **inversion_input(),
                 **share_input(),
                 **dit_blocks_input(),
+                **inversion_b_input(),
             },
         }
 
     def sample(self, model, positive_a, positive_b, negative, schedule, width, height, seed, steps, cfg,
                sampler_name, scheduler, mode, layers, start_percent, end_percent, max_frames_per_batch,
                guidance=None, seed_b=-1, blend="lerp", fusion="concat", image_endpoints=None, inversion=None,
-               share=None, dit_blocks=DEFAULT_BLOCKS):
+               share=None, dit_blocks=DEFAULT_BLOCKS, inversion_b=None):
         import comfy.samplers
 
         check_choice(NODE_NAME, "sampler_name", sampler_name, comfy.samplers.KSampler.SAMPLERS)
@@ -116,10 +116,9 @@ class AIDSampler:
         check_image_endpoints(NODE_NAME, image_endpoints, model)
         check_image_size(NODE_NAME, width, height)
         check_frames_per_batch(NODE_NAME, max_frames_per_batch)
-        if inversion is not None:  # editing a real image: its size, endpoint A held on its trajectory
-            check_edit_sampling(NODE_NAME, model, inversion, sampler_name, steps, scheduler)
+        if inversion is not None or inversion_b is not None:  # a real photo: its size, endpoint A (and B) held
+            model = edit_model(NODE_NAME, model, inversion, inversion_b, sampler_name, steps, scheduler)
             width, height = inversion.image_size
-            model = held_model(model, inversion, NODE_NAME)
             if share is not None:
                 raise AIDInputError(NODE_NAME, "share", "a held edit (inversion connected) cannot be split across "
                                     "servers yet.", "disconnect 'share' and run the edit on one server.")

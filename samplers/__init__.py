@@ -4,6 +4,7 @@
   conditioning, branches, frame sizes and guidance, prompt lengths, shares, run, sampler).
 - keyframes/: keyframe travels K_0 -> K_1 -> ... (timeline text, easing, plan, sampling).
 - smooth/: smooth schedules (coefficient selection and its sampling rounds).
-- editing/: editing a real image (inversion, the model fingerprint an inversion is checked against).
+- editing/: editing a real image (inversion, the model fingerprint an inversion is checked against) and morphing
+  two photos (both endpoints held).
 - regions/: spatial-temporal regions (layout, weights, run, optimiser, prompt layout, regional interpolation).
 """

@@ -181,21 +181,22 @@ def sampler_label(sampler) -> str:
     return name.removeprefix("sample_") if name else type(sampler).__name__
 
 
-def check_fingerprint(inversion: Inversion, model, node_name: str) -> None:
+def check_fingerprint(inversion: Inversion, model, node_name: str, input_name: str = "inversion") -> None:
     """The model is the one the trajectory was recorded with (same family, weights and weight patches)."""
     problem = inversion.fingerprint.difference(model_fingerprint(model))
     if problem is not None:
-        raise AIDInputError(node_name, "inversion", f"{problem}.", "connect the same MODEL (with the same LoRAs) to "
+        raise AIDInputError(node_name, input_name, f"{problem}.", "connect the same MODEL (with the same LoRAs) to "
                             "AID Invert Image and to the edit, or run AID Invert Image again with this model.")
 
 
-def check_sigmas(inversion: Inversion, sigmas: torch.Tensor, node_name: str, where: str) -> None:
+def check_sigmas(inversion: Inversion, sigmas: torch.Tensor, node_name: str, where: str,
+                 input_name: str = "inversion") -> None:
     """The run's sigmas are the recorded ones; `where` names the settings to change in the fix."""
     run = sigmas.detach().float().cpu()
     recorded = inversion.sigmas
     if run.shape == recorded.shape and torch.allclose(run, recorded, rtol=SIGMA_RTOL, atol=1e-7):
         return
-    raise AIDInputError(node_name, "inversion", f"the trajectory was recorded on {inversion.describe()} "
+    raise AIDInputError(node_name, input_name, f"the trajectory was recorded on {inversion.describe()} "
                         f"({_sigma_range(recorded)}), but this run samples {_sigma_range(run)}.",
                         f"set {where} to {inversion.settings.steps} steps, scheduler "
                         f"'{inversion.settings.scheduler}' and denoise {inversion.settings.denoise:g} (the "
@@ -251,15 +252,20 @@ class HoldRun:
 
     def start_noise(self, guider, sampler, sigmas, noise, latent_image) -> torch.Tensor:
         """The noise the sampler's noise_scaling turns into the inverted latent, for every row."""
-        model_sampling = guider.inner_model.model_sampling
-        if hasattr(sampler, "max_denoise"):
-            max_denoise = sampler.max_denoise(guider, sigmas)
-        else:
-            max_denoise = float(sigmas[0]) >= float(model_sampling.sigma_max)
         start = self.inversion.latents[0].to(noise.device, noise.dtype).expand_as(noise)
-        offset = model_sampling.noise_scaling(sigmas[0], torch.zeros_like(noise), latent_image, max_denoise)
-        scale = model_sampling.noise_scaling(sigmas[0], torch.ones_like(noise), torch.zeros_like(noise), max_denoise)
-        return (start - offset) / scale
+        return noise_starting_at(start, guider, sampler, sigmas, noise, latent_image)
+
+
+def noise_starting_at(start: torch.Tensor, guider, sampler, sigmas, noise, latent_image) -> torch.Tensor:
+    """The noise (shaped like `noise`) that the sampler's noise_scaling turns into the latents `start` at sigmas[0]."""
+    model_sampling = guider.inner_model.model_sampling
+    if hasattr(sampler, "max_denoise"):
+        max_denoise = sampler.max_denoise(guider, sigmas)
+    else:
+        max_denoise = float(sigmas[0]) >= float(model_sampling.sigma_max)
+    offset = model_sampling.noise_scaling(sigmas[0], torch.zeros_like(noise), latent_image, max_denoise)
+    scale = model_sampling.noise_scaling(sigmas[0], torch.ones_like(noise), torch.zeros_like(noise), max_denoise)
+    return (start - offset) / scale
 
 
 class EndpointHold:

@@ -275,6 +275,42 @@ def aid_image_editing(object_info: dict) -> dict:
                     title="Edited image")
     flow.link(decode, "IMAGE", save, "images")
     return flow.to_json()
+def aid_photo_morph(object_info: dict) -> dict:
+    """Two photos -> two AID Invert Image -> AID Sampler (inversion + inversion_b): a morph whose first frame is
+    photo A and last frame photo B exactly, as a clip."""
+    flow = UIWorkflow(object_info)
+    ckpt, source_a, source_b, negative = _checkpoint_and_prompts(
+        flow, "a photo of a wooden cabin by a lake, summer, green trees",
+        "a photo of a stone lighthouse on a rocky coast, cloudy sky", "blurry, low quality, watermark, text")
+    source_a.title, source_b.title = "Prompt of photo A (what it shows)", "Prompt of photo B (what it shows)"
+    inversions = []
+    for y, which, image_name in ((0, "A", "photo_a.png"), (620, "B", "photo_b.png")):
+        photo = flow.add("LoadImage", {"image": image_name}, pos=(0, 520 + y // 2 + (y and 40)), size=(330, 360),
+                         title=f"Photo {which} (both one size, sides multiples of 8)")
+        invert = flow.add("AIDInvertImage", {"steps": 25, "cfg": 1.0, "scheduler": "normal", "denoise": 1.0,
+                                             "refine_steps": 0}, pos=(840, y // 2 + (y and 40)), size=(320, 300),
+                          title=f"AID Invert Image (photo {which})")
+        flow.link(ckpt, "MODEL", invert, "model")
+        flow.link(source_a if which == "A" else source_b, 0, invert, "positive")
+        flow.link(negative, 0, invert, "negative")
+        flow.link(photo, "IMAGE", invert, "image")
+        flow.link(ckpt, "VAE", invert, "vae")
+        inversions.append(invert)
+    schedule = flow.add("AIDSchedule", {"frames": 9, "curve": "linear"}, pos=(840, 700), size=(320, 260))
+    sampler = flow.add("AIDSampler", {"width": 512, "height": 512, "seed": 0, "steps": 25, "cfg": 7.0,
+                                      "sampler_name": "euler", "scheduler": "normal"}, pos=(1200, 0),
+                       size=(340, 620))
+    flow.link(ckpt, "MODEL", sampler, "model")
+    flow.link(source_a, 0, sampler, "positive_a")
+    flow.link(source_b, 0, sampler, "positive_b")
+    flow.link(negative, 0, sampler, "negative")
+    flow.link(schedule, 0, sampler, "schedule")
+    flow.link(inversions[0], "inversion", sampler, "inversion")
+    flow.link(inversions[1], "inversion", sampler, "inversion_b")
+    _decode_and_save(flow, ckpt, sampler, 1580, prefix="AID/photo_morph")
+    return flow.to_json()
+
+
 DISTRIBUTED_NOTE_TITLE = "Run it on several GPUs (ComfyUI-Distributed)"
 DISTRIBUTED_NOTE = """## One sequence, several GPUs
 
@@ -344,6 +380,7 @@ WORKFLOWS = {
     "paid_guided_interpolation.json": paid_guided_interpolation,
     "paid_compositional_generation.json": paid_compositional_generation,
     "aid_image_editing.json": aid_image_editing,
+    "aid_photo_morph.json": aid_photo_morph,
     "aid_distributed.json": aid_distributed,
 }
 
