@@ -326,20 +326,21 @@ def test_ipadapter_recipe_keeps_both_photos_and_moves_the_frames_between(comfy, 
         assert not close(frames[f], morphed[7.0][f], rel=2e-3), f"frame {f} is the same without the image prompt"
 
 
-DIT_CFG = {"flux": 1.0, "sd3": 4.0}  # Flux guidance-distilled (cfg 1), SD3.5 with CFG
+DIT_CFG = {"flux": 1.0, "sd3": 4.0, "qwen_image": 2.5}  # Flux guidance-distilled (cfg 1), SD3.5, Qwen with CFG
 
 
 @pytest.mark.parametrize("family", list(DIT_CFG))
 def test_dit_morph_holds_both_endpoints_and_a_frame_equals_itself_alone(comfy, family):
-    """Flux and SD3.5 at tiny sizes (latents inverted directly, hand-made conditioning at the model's width):
-    both endpoints exact at cfg 1 and the family's cfg, the middle frame of 5 equals the frame of [A, 0.5, B],
-    chunked equals unchunked. Qwen-Image is not covered: AID Invert Image takes no 5-D latent."""
+    """Flux, SD3.5 and Qwen-Image at tiny sizes (latents inverted directly in the family's own layout,
+    hand-made conditioning at the model's width): both endpoints exact at cfg 1 and the family's cfg, the
+    middle frame of 5 equals the frame of [A, 0.5, B], chunked equals unchunked."""
     from aid_harness.dit_models import dit_conditioning, tiny_dit_model
+    from aid_pack.samplers.sequence.sampler import empty_sequence_latent
 
     model = tiny_dit_model(family)
-    channels = model.get_model_object("latent_format").latent_channels
+    shape = empty_sequence_latent(model, 1, SIZE, SIZE).shape  # Qwen-Image: [1, C, 1, h, w]
     a, b, negative = (dit_conditioning(family, seed) for seed in (1, 2, 3))
-    latents = torch.randn(2, 1, channels, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(5))
+    latents = torch.randn(2, *shape, generator=torch.Generator().manual_seed(5))
     inversions = [AIDInvertImage().invert(model, prompt, negative, STEPS, 1.0, "simple", 1.0, 0,
                                           latent={"samples": latent})[0] for prompt, latent in zip((a, b), latents)]
 

@@ -97,12 +97,16 @@ def _sequence(draw, graph: Graph) -> None:
     text_b = graph.text(user, "positive_b") or (user or {}).get("inputs", {}).get("text_b", "")
     guide = graph.first("PAIDGuidance")
     guide_text = graph.text(guide, "conditioning") if guide else ""
-    invert = graph.first("AIDInvertImage")
+    inverts = graph.all("AIDInvertImage")
     images = graph.all("LoadImage")
     ends = ("prompt A", "prompt B")
-    if invert is not None:
+    if len(inverts) >= 2:
+        ends = ("photo A", "photo B")
+        text_a = "frame 0 is photo A: " + graph.text(inverts[0], "positive")
+        text_b = "the last frame is photo B: " + graph.text(inverts[1], "positive")
+    elif inverts:
         ends = ("your photo", "edit prompt")
-        text_a = "frame 0 is the photo: " + graph.text(invert, "positive")
+        text_a = "frame 0 is the photo: " + graph.text(inverts[0], "positive")
     elif images and graph.first("AIDIPAdapterEndpoints"):
         mode = graph.first("AIDIPAdapterEndpoints")["inputs"].get("mode", "morph")
         files = [node["inputs"].get("image", "") for node in images]
