@@ -110,6 +110,18 @@ def install_interpolation(model, settings: InterpolationSettings, layers: str = 
     return count
 
 
+def coefficient_map_of(model):
+    """The coefficient map of regional interpolation (attention/regions.py CoefficientMap) that an AID patch on
+    `model` carries, else None."""
+    replace_patches = model.model_options.get("transformer_options", {}).get("patches_replace", {})
+    for attention_name in ("attn1", "attn2"):
+        for patch in replace_patches.get(attention_name, {}).values():
+            _, inner = split_outermost(patch)
+            if isinstance(inner, InterpolationPatch) and inner.settings.coefficient_map is not None:
+                return inner.settings.coefficient_map
+    return None
+
+
 def split_outermost(patch):
     """(the patch that must stay outermost, or None; what goes inside it): region attention wraps AID's patch."""
     if getattr(patch, "stays_outermost", False):

@@ -132,3 +132,36 @@ def test_applying_both_leaves_the_input_model_unchanged(sd15_tiny, sequence):
     apply_aid(ApplySpatialTemporalAttention().apply(model, sequence["regions"])[0], sequence["schedule"])
     ApplySpatialTemporalAttention().apply(apply_aid(model, sequence["schedule"]), sequence["regions"])
     assert model.model_options == before
+
+
+def test_aid_sampler_keeps_the_regions_of_a_regional_model(comfy, sd15_tiny, sequence, prompts, aid_frames):
+    """AID Sampler patches its model again; before, that dropped AID Regional Interpolation's map silently
+    (its frames were plain AID's). Now it samples what the core path samples on the regional model."""
+    from aid_pack.nodes.sampler import AIDSampler
+
+    left = SpatialTemporalRegion().add("left", "fractions", 0, 0, 0.5, 1)["result"][0]
+    regional = AIDRegionalInterpolation().apply(apply_aid(sd15_tiny[0], sequence["schedule"]), left)[0]
+    core = run(comfy, regional, sequence, prompts)
+    sampled = AIDSampler().sample(regional, prompts["a"], prompts["b"], prompts["neg"], sequence["schedule"], SIZE,
+                                  SIZE, SEED, STEPS, CFG, "euler", "normal", "fused outer", "self and cross", 0.0,
+                                  0.6, 0)[0]["samples"]
+    for frame in range(FRAMES):
+        assert close(sampled[frame], core[frame]), frame
+    assert not close(sampled[2], aid_frames[2], rel=1e-2), "the regions hold"
+
+
+def test_a_keyframe_run_of_a_regional_model_is_refused_by_name(sd15_tiny, sequence, prompts):
+    from aid_harness.unet_rows import counting_model
+    from aid_pack.nodes.keyframes import AIDKeyframe, AIDKeyframeSampler
+
+    left = SpatialTemporalRegion().add("left", "fractions", 0, 0, 0.5, 1)["result"][0]
+    regional = AIDRegionalInterpolation().apply(apply_aid(sd15_tiny[0], sequence["schedule"]), left)[0]
+    model, counter = counting_model(regional)
+    keys = None
+    for index, name in enumerate(("a", "b", "a")):
+        keys = AIDKeyframe().build(prompts[name], "0" if index == 0 else "+2", 1, "linear", "", -1, previous=keys)[0]
+    with pytest.raises(AIDInputError, match=r"^AID Keyframe Sampler: input 'model': this model carries AID Regional "
+                                            r"Interpolation"):
+        AIDKeyframeSampler().sample(model, keys, prompts["neg"], SIZE, SIZE, SEED, STEPS, CFG, "euler", "normal", 0,
+                                    False, "fused outer", "self and cross", 0.0, 0.6, 0)
+    assert counter.rows == 0

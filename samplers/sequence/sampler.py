@@ -13,15 +13,17 @@ sequences (samplers/keyframes/plan.py) both go through it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from ...attention.install import coefficient_map_of
 from ...attention.interpolation import DEFAULT_MODE
 from ...attention.joint_override import DEFAULT_BLOCKS
 from ...attention.layout import FrameLayout
 from ...attention.patch import InterpolationSettings
 from ...attention.registry import install_for_model
+from ...errors import AIDInputError
 from .branches import install_positive_branch_marker
 from .conditioning import select_frames
 from .run import install_sequence_run
@@ -54,6 +56,24 @@ def interpolation_settings(model, coefficients, options: InterpolationOptions, n
         layout=layout)
 
 
+def with_regions_of(model, settings: InterpolationSettings) -> InterpolationSettings:
+    """`settings` with the regional-interpolation map an earlier AID patch on `model` carries (AID Regional
+    Interpolation), so patching the model again (AID Sampler, Apply AID again) keeps the regions.
+
+    Regions hold the outside at row 0 of every batch, endpoint A in a two-endpoint sequence; a keyframe
+    sequence's runs start at different keys, so it is refused there by name."""
+    regions = coefficient_map_of(model)
+    if regions is None:
+        return settings
+    keys = {key for a, b, _ in settings.frame_layout().rows for key in (a, b)}
+    if len(keys) > 2:
+        raise AIDInputError(settings.node_name, "model", "this model carries AID Regional Interpolation, which holds "
+                            "the outside of its regions at endpoint A; a keyframe sequence has no one endpoint A "
+                            "in every run.", "connect the model without AID Regional Interpolation, or use it "
+                            "between two endpoints (Apply AID, AID Regional Interpolation, KSampler).")
+    return replace(settings, coefficient_map=regions)
+
+
 def patched_model(model, coefficients, options: InterpolationOptions, node_name: str, image_endpoints=None,
                   layout: FrameLayout | None = None):
     """A clone of `model` with interpolation patches for a batch of frames with these coefficients.
@@ -68,7 +88,7 @@ def patched_model(model, coefficients, options: InterpolationOptions, node_name:
     (attention.image_prompt.ImageEndpoints) adds IP-Adapter image attention to every cross-attention
     layer of a UNet, inside the same patch.
     """
-    settings = interpolation_settings(model, coefficients, options, node_name, layout)
+    settings = with_regions_of(model, interpolation_settings(model, coefficients, options, node_name, layout))
     clone = model.clone()
     branches = None
     if image_endpoints is not None:
