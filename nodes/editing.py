@@ -19,23 +19,6 @@ HOLD_NODE = "AID Inversion Hold"
 MAX_REFINE_STEPS = 20
 
 
-def inversion_input() -> dict:
-    """The optional socket of an inversion result, for AID Sampler."""
-    return {"inversion": ("AID_INVERSION", {
-        "tooltip": "Edit a real image: connect AID Invert Image. Frame 0 is then the inverted image exactly, endpoint "
-                   "B (positive_b) and the frames between start from its inverted noise. The size comes from the "
-                   "image (width and height are ignored); sampler euler or ddim with the inversion's steps and "
-                   "scheduler; the seed does not matter."})}
-
-
-def inversion_b_input() -> dict:
-    """The optional socket of photo B's inversion (a morph of two photos), for AID Sampler; after its other inputs."""
-    return {B_INPUT: ("AID_INVERSION", {
-        "tooltip": "Morph two photos: connect a second AID Invert Image (photo B, the same size, model and schedule "
-                   "as 'inversion'). The last frame is then photo B exactly, the frames between start from slerp of "
-                   "both inverted noises; use each photo's source prompt as positive_a and positive_b."})}
-
-
 def check_edit_sampling(node: str, model, inversion, sampler_name: str, steps: int, scheduler: str,
                         denoise: float = 1.0, input_name: str = "inversion") -> None:
     """Before any work: the edit's model, sampler and schedule fit the recorded trajectory (on `input_name`)."""

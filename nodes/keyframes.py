@@ -17,12 +17,12 @@ from ..samplers.sequence.sampler import empty_sequence_latent
 from ..samplers.keyframes.text import KeyframeError, parse_keyframes, parse_position
 from ..samplers.keyframes.plan import Keyframe, Keyframes, plan_keyframes, resolve_timeline, share_plan
 from .ipadapter import encode_images
-from .sampler import AIDSampler, sampler_progress
+from .progress import sampler_progress
 from .shares import sequence_share
 from .text_encode import MAX_PROMPT_CHARACTERS
 from .validation import (check_choice, check_conditioning_for_model, check_equal_token_counts, check_frames_per_batch,
                          check_image_size)
-from .widgets import fusion_input, interpolation_inputs, interpolation_options, share_input
+from .widgets import fusion_input, interpolation_inputs, interpolation_options, sequence_sampler_inputs, share_input
 
 TEXT_NODE = "AID Keyframes"
 KEY_NODE = "AID Keyframe"
@@ -253,7 +253,7 @@ class AIDKeyframeSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        ksampler_style = AIDSampler.INPUT_TYPES()["required"]  # the same widgets and tooltips as AID Sampler
+        ksampler_style = sequence_sampler_inputs()["required"]  # the same widgets and tooltips as AID Sampler
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The model: SD1.x, SD2.x, SDXL, Flux, SD3.5 or Qwen-Image; it is "

@@ -7,7 +7,7 @@ from ..attention.regions import DEFAULT_MIX, MIXES
 from ..errors import AIDInputError
 from ..samplers.regions.layout import RegionLayout
 from ..samplers.regions.optimiser import (METHODS, RegionRequest, SamplerNotDifferentiableError, optimise_gradient,
-                                         optimise_search, sample_fixed)
+                                         optimise_search)
 from ..samplers.regions.run import region_model
 from ..samplers.regions.weights import RegionWeights, WeightsError
 from ..samplers.regions.interpolation import NoInterpolationError, regional_interpolation_model
@@ -15,7 +15,7 @@ from ..scoring.region_objective import LOCAL_WEIGHT, RegionObjective, local_text
 from .plotting import line_plot
 from .region_weights import weights_plot
 from .regions import CATEGORY, check_layout_for_model, refuse_diffusion_transformers
-from .sampler import sampler_progress
+from .progress import sampler_progress
 from .ui import save_preview
 from .validation import check_choice, check_conditioning_for_model
 

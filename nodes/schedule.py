@@ -1,7 +1,7 @@
 """AID Schedule: the interpolation coefficients of a sequence (AID_SCHEDULE)."""
 from __future__ import annotations
 
-from ..errors import AIDInputError, plural
+from ..errors import AIDInputError
 from ..samplers.sequence.schedule import CURVES, make_schedule
 from .plotting import line_plot
 from .ui import save_preview

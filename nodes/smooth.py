@@ -10,11 +10,11 @@ from ..samplers.sequence.schedule import InterpolationSchedule, linear_coefficie
 from ..samplers.sequence.sampler import SequenceRequest, empty_sequence_latent
 from ..samplers.smooth.selection import METHODS, auto_beta, default_bounds, dynamic_selection, planned_rounds
 from ..samplers.smooth.sampling import DiffusionFrames
-from .widgets import interpolation_options
+from .widgets import interpolation_options, sequence_sampler_inputs
 from .conditioning import build_sequence_conditioning
 from .ipadapter import check_image_endpoints
 from .report import sequence_plot
-from .sampler import AIDSampler, sampler_progress
+from .progress import sampler_progress
 from .shares import sequence_share
 from .ui import save_preview
 from .validation import (check_choice, check_conditioning_for_model, check_frames_per_batch, check_image_size,
@@ -55,7 +55,7 @@ class AIDSmoothSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        shared = AIDSampler.INPUT_TYPES()
+        shared = sequence_sampler_inputs()
         required, optional = shared["required"], shared["optional"]
         return {
             "required": {

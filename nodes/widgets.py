@@ -11,8 +11,12 @@ from ..attention.joint_override import BLOCKS, DEFAULT_BLOCKS
 from ..attention.patch import LAYERS
 from ..attention.registry import SUPPORTED_MODELS, model_family
 from ..errors import AIDInputError
+from ..samplers.editing.morph import B_INPUT
+from ..samplers.sequence.conditioning import BLENDS
 from ..samplers.sequence.sampler import InterpolationOptions
 from .validation import check_choice, check_percent_range
+
+MAX_RESOLUTION = 16384
 
 
 def interpolation_inputs() -> dict:
@@ -92,3 +96,71 @@ def share_input() -> dict:
         "tooltip": "Optional, to split one sequence across several GPUs or machines: from AID Sequence Share. This "
                    "participant samples only its share of the frames and outputs those, in order. Not connected: "
                    "the whole sequence."})}
+
+
+def inversion_input() -> dict:
+    """The optional socket of an inversion result, for AID Sampler."""
+    return {"inversion": ("AID_INVERSION", {
+        "tooltip": "Edit a real image: connect AID Invert Image. Frame 0 is then the inverted image exactly, endpoint "
+                   "B (positive_b) and the frames between start from its inverted noise. The size comes from the "
+                   "image (width and height are ignored); sampler euler or ddim with the inversion's steps and "
+                   "scheduler; the seed does not matter."})}
+
+
+def inversion_b_input() -> dict:
+    """The optional socket of photo B's inversion (a morph of two photos), for AID Sampler; after its other inputs."""
+    return {B_INPUT: ("AID_INVERSION", {
+        "tooltip": "Morph two photos: connect a second AID Invert Image (photo B, the same size, model and schedule "
+                   "as 'inversion'). The last frame is then photo B exactly, the frames between start from slerp of "
+                   "both inverted noises; use each photo's source prompt as positive_a and positive_b."})}
+
+
+def sequence_sampler_inputs() -> dict:
+    """AID Sampler's inputs; AID Smooth Sampler and AID Keyframe Sampler take theirs from here too, so the
+    names, defaults and tooltips they share cannot drift apart."""
+    import comfy.samplers
+
+    return {
+        "required": {
+            "model": ("MODEL", {"tooltip": "The model: SD1.x, SD2.x, SDXL, Flux, SD3.5 or Qwen-Image; it is "
+                                           "not changed, the node samples a patched copy."}),
+            "positive_a": ("CONDITIONING", {"tooltip": "Prompt of endpoint A (frame 0)."}),
+            "positive_b": ("CONDITIONING", {"tooltip": "Prompt of endpoint B (the last frame)."}),
+            "negative": ("CONDITIONING", {"tooltip": "Negative prompt, shared by every frame."}),
+            "schedule": ("AID_SCHEDULE", {"tooltip": "Coefficients from AID Schedule; sets the frame count."}),
+            "width": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                              "tooltip": "Width of every frame in pixels (a multiple of 8)."}),
+            "height": ("INT", {"default": 512, "min": 16, "max": MAX_RESOLUTION, "step": 8,
+                               "tooltip": "Height of every frame in pixels (a multiple of 8)."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
+                             "tooltip": "Seed of the noise every frame starts from (and of endpoint A)."}),
+            "steps": ("INT", {"default": 25, "min": 1, "max": 10000,
+                              "tooltip": "Denoising steps, as in KSampler; the whole sequence takes them together."}),
+            "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                              "tooltip": "Classifier-free guidance scale, as in KSampler: higher follows the "
+                                         "prompts more closely, too high burns the image."}),
+            "sampler_name": (comfy.samplers.KSampler.SAMPLERS, {
+                "tooltip": "Sampling algorithm, as in KSampler. Ancestral and SDE samplers work too: every "
+                           "frame gets the same step noise."}),
+            "scheduler": (comfy.samplers.KSampler.SCHEDULERS, {
+                "tooltip": "Noise schedule over the steps, as in KSampler."}),
+            **interpolation_inputs(),
+            "max_frames_per_batch": ("INT", {"default": 0, "min": 0, "max": 4096,
+                                             "tooltip": "0: all frames in one batch. Otherwise the sequence runs "
+                                                        "in chunks of at most this many frames (>= 3), each "
+                                                        "holding both endpoints again; lowers peak memory."}),
+        },
+        "optional": {
+            "guidance": ("AID_GUIDANCE", {"tooltip": "PAID guidance: interior frames use this prompt."}),
+            "seed_b": ("INT", {"default": -1, "min": -1, "max": 0xffffffffffffffff,
+                               "tooltip": "Seed of endpoint B's noise; frames start from slerp of both. -1: "
+                                          "same as seed."}),
+            "blend": (list(BLENDS), {"default": "lerp", "tooltip": "How interior prompts mix A and B."}),
+            **fusion_input(),
+            **image_endpoints_input(),
+            **inversion_input(),
+            **share_input(),
+            **dit_blocks_input(),
+            **inversion_b_input(),
+        },
+    }

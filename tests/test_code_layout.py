@@ -92,6 +92,30 @@ def test_no_pack_module_is_in_an_import_circle():
     assert circles == []
 
 
+def node_classes_imported_across_nodes(files) -> set[str]:
+    """'nodes/x.py imports Y from .z' for every node class (a class with INPUT_TYPES) one nodes module takes
+    from another."""
+    classes = {}
+    for path in files:
+        tree = ast.parse(path.read_text())
+        classes[path.stem] = {node.name for node in tree.body if isinstance(node, ast.ClassDef)
+                              and any(isinstance(item, ast.FunctionDef) and item.name == "INPUT_TYPES"
+                                      for item in node.body)}
+    found = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module in classes:
+                found |= {f"nodes/{path.name} imports {alias.name} from .{node.module}" for alias in node.names
+                          if alias.name in classes[node.module]}
+    return found
+
+
+def test_no_node_module_imports_another_node_class():
+    """Shared widgets live in nodes/widgets.py (AID Smooth Sampler and AID Keyframe Sampler borrowed AID
+    Sampler's through AIDSampler.INPUT_TYPES())."""
+    assert node_classes_imported_across_nodes(pack_files("nodes")) == set()
+
+
 def test_the_layout_checks_see_a_wrong_arrow():
     """The checks above can fail: a function-local import of another feature is seen, as a module path."""
     regions = host.REPO / "samplers" / "regions" / "run.py"
