@@ -16,13 +16,19 @@ export function value(node, name, fallback) {
   return found === undefined ? fallback : found.value;
 }
 
-/** Set widget `name` to `v` the way the UI does: the value, its callback, and a redraw of the graph canvas. */
-export function setValue(node, name, v) {
+/**
+ * Set widget `name` to `v` the way the UI does: the value, its callback, and a redraw of the graph canvas.
+ * `exact`: keep `v` even where the callback rounds it (a FLOAT widget rounds to its step, 0.01 for region boxes,
+ * coarser than the 1/64 fractions of the 8 px grid of a 512 px canvas).
+ */
+export function setValue(node, name, v, { exact = false } = {}) {
   const found = widget(node, name);
   if (!found) return;
   found.value = v;
   found.callback?.(v, node.graph?.canvas ?? undefined, node);
+  if (exact) found.value = v;
   node.setDirtyCanvas?.(true, true);
+  node.graph?.change?.();
 }
 
 /** POST the body to the pack's preview route `name`; the JSON answer, or {ok: false, error} on a network error. */

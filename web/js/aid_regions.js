@@ -145,20 +145,22 @@ function layoutState(node) {
 
 function fit(cssWidth, cssHeight, canvas) {
   const margin = 6;
-  const scale = Math.min((cssWidth - 2 * margin) / canvas[0], (cssHeight - 2 * margin) / canvas[1]);
+  const scale = Math.max(1e-3, Math.min((cssWidth - 2 * margin) / canvas[0], (cssHeight - 2 * margin) / canvas[1]));
   return { scale, ox: (cssWidth - canvas[0] * scale) / 2, oy: (cssHeight - canvas[1] * scale) / 2 };
 }
 
 function draw(editor, state, drag, selected) {
   const [ctx, cw, ch] = editor.context();
   const { canvas } = state;
-  const f = (state.fit = fit(cw, ch, canvas));
   ctx.clearRect(0, 0, cw, ch);
+  editor.message.textContent = state.error;
+  if (cw < 20 || ch < 20) return; // not laid out yet
+  const f = (state.fit = fit(cw, ch, canvas));
   ctx.fillStyle = "#111";
   ctx.fillRect(0, 0, cw, ch);
   ctx.fillStyle = "#2a2a2a";
   ctx.fillRect(f.ox, f.oy, canvas[0] * f.scale, canvas[1] * f.scale);
-  const step = GRID * f.scale >= 5 ? GRID : GRID * Math.ceil(5 / (GRID * f.scale));
+  const step = GRID * Math.max(1, Math.ceil(5 / (GRID * f.scale))); // grid lines at least 5 css px apart
   ctx.strokeStyle = "rgba(255,255,255,0.06)";
   ctx.lineWidth = 1;
   for (let x = step; x < canvas[0]; x += step) {
@@ -192,7 +194,6 @@ function draw(editor, state, drag, selected) {
     }
     ctx.globalAlpha = 1;
   }
-  editor.message.textContent = state.error;
 }
 
 const snap = (v) => Math.round(v / GRID) * GRID;
@@ -210,10 +211,10 @@ function writeBox(node, state, index, b) {
   const frac = { x: round6(b.x / W), y: round6(b.y / H), w: round6(b.w / W), h: round6(b.h / H) };
   if (typeOf(node) === REGION) {
     const pixels = value(node, "units", "fractions") === "pixels";
-    setValue(node, "x", pixels ? b.x : frac.x);
-    setValue(node, "y", pixels ? b.y : frac.y);
-    setValue(node, "width", pixels ? b.w : frac.w);
-    setValue(node, "height", pixels ? b.h : frac.h);
+    setValue(node, "x", pixels ? b.x : frac.x, { exact: true });
+    setValue(node, "y", pixels ? b.y : frac.y, { exact: true });
+    setValue(node, "width", pixels ? b.w : frac.w, { exact: true });
+    setValue(node, "height", pixels ? b.h : frac.h, { exact: true });
     return;
   }
   const text = String(value(node, "layout", ""));
@@ -387,6 +388,6 @@ app.registerExtension({
     if (type === AUTO) attachAutoLayout(node);
     attachEditor(node);
     const size = node.computeSize?.();
-    if (size) node.setSize([Math.max(node.size[0], size[0]), Math.max(node.size[1], size[1])]);
+    if (size) node.setSize([Math.max(node.size[0], size[0], 340), Math.max(node.size[1], size[1])]);
   },
 });
