@@ -5,6 +5,7 @@ LiteGraph.createNode, boxes drawn with mouse events, the API prompt read through
 Needs `apt-get install -y chromium` (Debian's package) and `pip install playwright` (never `playwright install`:
 the tests launch /usr/bin/chromium). Screenshots of each widget go to a pytest tmp dir (printed at the end)."""
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -74,11 +75,17 @@ def shots(tmp_path_factory):
     print(f"\nscreenshots of the editor widgets: {folder}")
 
 
+# The node help asks for docs/<NodeId>/<locale>.md first and falls back to docs/<NodeId>.md (the pack's pages).
+LOCALE_PROBE = re.compile(re.escape(PACK_URL) + r"docs/\w+/[\w-]+\.md$")
+
+
 def pack_errors(log) -> list:
     """Console errors raised by the pack's scripts, and failed requests to its files or routes."""
     mine = [entry["text"] for entry in log["console"] if entry["type"] in ("error", "pageerror")
-            and (PACK_URL in entry["url"] or PACK_URL in entry["text"] or "/aid/preview" in entry["text"])]
-    return mine + [url for url in log["failed"] if PACK_URL in url or "/aid/preview" in url]
+            and (PACK_URL in entry["url"] or PACK_URL in entry["text"] or "/aid/preview" in entry["text"])
+            and not LOCALE_PROBE.search(entry["url"])]
+    return mine + [url for url in log["failed"] if (PACK_URL in url or "/aid/preview" in url)
+                   and not LOCALE_PROBE.search(url.split(" ", 1)[-1])]
 
 
 @pytest.fixture()
@@ -369,3 +376,20 @@ def test_every_example_workflow_loads_without_missing_nodes_or_pack_errors(brows
     fresh = {"console": log["console"][start[0]:], "failed": log["failed"][start[1]:]}
     assert pack_errors(fresh) == []
     assert any(result["editors"] for result in loaded.values())
+
+
+# --- node help --------------------------------------------------------------------------------------------------
+
+def test_the_node_help_opens_from_the_node(page, browser_page, shots):
+    """The selection toolbox's info button shows web/docs/<NodeId>.md (tools/node_help.py) in the node library."""
+    log = browser_page[2]
+    node = add_node(page, "AIDSchedule", pos=(300, 200))
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    node_eval(page, node, "app.canvas.deselectAll?.(); app.canvas.selectNode(node); app.canvas.setDirty(true, true);")
+    page.locator('[data-testid="info-button"]').first.click(timeout=10_000)
+    help_text = page.get_by_text("Interpolation coefficients of an F-frame sequence, both endpoints included.").first
+    help_text.wait_for(state="visible", timeout=10_000)
+    assert any(url.endswith(f"{PACK_URL}docs/AIDSchedule.md") for url in requested)
+    assert not [url for url in log["failed"] if "AIDSchedule.md" in url]
+    page.screenshot(path=str(shots / "node_help.png"))
