@@ -393,3 +393,41 @@ def test_the_node_help_opens_from_the_node(page, browser_page, shots):
     assert any(url.endswith(f"{PACK_URL}docs/AIDSchedule.md") for url in requested)
     assert not [url for url in log["failed"] if "AIDSchedule.md" in url]
     page.screenshot(path=str(shots / "node_help.png"))
+
+
+LAYOUT_CASES = ["cat: 0.03, 0.2, 0.44, 0.6\ndog: 0.53 0.2 0.44 0.6", "# pets\n\n  big   cat :0,0,1,1  ",
+                "a: b: 0.1, 0.1, 0.5, 0.5", "cat 0.1, 0.1, 0.5, 0.5", "cat: 0.1, 0.1, 0.5", "cat: 0.1, 0.1, 0, 0.5",
+                "cat: 1, 0, 0.5, 0.5", "cat: -0.5, 0, 0.6, 0.5", "cat: 0.1, x, 0.5, 0.5", "ok: 0,0,.5,.5\nbad"]
+
+
+def test_the_editor_reads_a_typed_layout_as_the_node_does(page):
+    """web/js/aid_regions.js parseLayout against samplers/regions/prompt_layout.py parse_layout_text, same cases."""
+    from aid_pack.samplers.regions.prompt_layout import LayoutTextError, parse_layout_text
+
+    answers = page.evaluate(f"""async (cases) => {{ const m = await import('{PACK_URL}js/aid_regions.js');
+        return cases.map(text => m.parseLayout(text)); }}""", LAYOUT_CASES)
+    for text, answer in zip(LAYOUT_CASES, answers):
+        try:
+            expected, error = parse_layout_text(text), None
+        except LayoutTextError as raised:
+            expected, error = None, raised
+        if error is None:
+            assert answer["error"] == "", text
+            assert [(b["name"], (b["x"], b["y"], b["w"], b["h"])) for b in answer["boxes"]] == expected, text
+        else:
+            assert answer["error"].startswith(f"line {error.line}:"), (text, answer, str(error))
+
+
+def test_weight_curves_know_the_region_names_of_the_connected_layout(page):
+    layout = add_node(page, "AIDSpatialTemporalTypedLayout", pos=(40, 60))
+    node = add_node(page, "AIDSpatialTemporalWeights", pos=(520, 60), widgets={"mode": "official start (5/N)"})
+    node_eval(page, layout, "const s = app.graph.getNodeById(arg); node.connect(0, s, s.inputs.findIndex("
+                            "i => i.name === 'regions'));", node)
+    wait_answered(page, node, "state.payload.names?.length === 2")
+    series = node_eval(page, node, "return node.aidEditor.state.series;")
+    assert series[0]["name"] == "each of 2" and set(series[0]["y"]) == {2.5}
+    set_widget(page, node, "mode", "knots")
+    set_widget(page, node, "knots", "0:0.5\nbird = 0:1")
+    wait_answered(page, node, "state.payload.knots.includes('bird')")
+    assert "no region is described as bird" in node_eval(page, node,
+                                                         "return node.aidEditor.editor.message.textContent;")
