@@ -42,11 +42,13 @@ def browser_page(comfy, tmp_path_factory):
         pytest.skip(INSTALL + " (chromium is missing)")
     from aid_harness.runner import ServerRunner
 
+    from aid_harness import models
     from aid_harness.distributed import distributed_snapshot, make_participant_base
 
     base = tmp_path_factory.mktemp("frontend-host")
     # ComfyUI-Distributed too where this machine has its snapshot: aid_distributed.json uses its nodes.
     make_participant_base(base) if distributed_snapshot() else host.make_base_directory(base)
+    host.make_base_directory(base, {"checkpoints": [models.ensure_sd15_checkpoint("tiny")]})  # for a real run
     settings = base / "user" / "default" / "comfy.settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}))  # no template browser over the canvas
@@ -344,6 +346,31 @@ def test_auto_layout_shows_its_run_and_copies_it_into_a_typed_layout(page, shots
                                   "return app.graph.nodes.find(n => n.type === 'AIDSpatialTemporalTypedLayout').id;")
     assert prompt_inputs(page, typed)["layout"] == ui["text"][0].split("\nnote:")[0]
     assert "copy layout" not in json.dumps(prompt_inputs(page, node))
+
+
+@pytest.mark.slow
+def test_auto_layout_boxes_appear_after_a_real_run_queued_from_the_editor(page, shots):
+    """Queued with the frontend's own app.queuePrompt: the server runs Auto Layout on the tiny SD1.5's CLIP and the
+    frontend hands the node its UI output ('executed'), which the editor draws."""
+    from aid_harness import models
+    from aid_pack.samplers.regions.prompt_layout import format_layout, parse_prompt
+
+    prompt = "a photo of a red cup on the left and a blue vase on the right"
+    checkpoint = add_node(page, "CheckpointLoaderSimple", pos=(20, 60), editor=False,
+                          widgets={"ckpt_name": models.ensure_sd15_checkpoint("tiny").name})
+    node = add_node(page, "AIDSpatialTemporalAutoLayout", pos=(380, 60), widgets={"prompt": prompt})
+    shown = add_node(page, "PreviewAny", pos=(800, 60), editor=False)
+    node_eval(page, node, "const c = app.graph.getNodeById(arg[0]), s = app.graph.getNodeById(arg[1]);"
+                          "c.connect(1, node, node.inputs.findIndex(i => i.name === 'clip'));"
+                          "node.connect(2, s, 0);", [checkpoint, shown])
+    page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0, 1)")
+    page.wait_for_function("(id) => window.comfyAPI.app.app.graph.getNodeById(id).aidAutoLayout != null",
+                           arg=node, timeout=300_000)
+    expected = format_layout(parse_prompt(prompt).placed())
+    assert expected.count("\n") == 1  # two objects placed
+    boxes = own_boxes(page, node)
+    assert "\n".join(f"{b['name']}: {b['x']:.3g}, {b['y']:.3g}, {b['w']:.3g}, {b['h']:.3g}" for b in boxes) == expected
+    screenshot(page, node, shots / "auto_layout_after_run.png")
 
 
 # --- example workflows ------------------------------------------------------------------------------------------
