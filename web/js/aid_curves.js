@@ -63,8 +63,8 @@ function drawWeights(editor, state) {
   editor.message.textContent = state.error || "";
 }
 
-/** Attach a live preview to `node`: watched widget names, the route, the body and the drawing. */
-function attachPreview(node, { name, height, watched, route, body, draw }) {
+/** Attach a live preview to `node`: the route, the body it is sent (redrawn whenever that changes), the drawing. */
+function attachPreview(node, { name, height, route, body, draw }) {
   const editor = addCanvasWidget(node, name, height);
   const state = { coefficients: null, series: null, error: "", requests: 0, answers: 0 };
   node.aidEditor = { editor, state, redraw: () => draw(editor, state) };
@@ -91,12 +91,12 @@ app.registerExtension({
     const type = node.comfyClass ?? node.constructor?.comfyClass;
     if (type === "AIDSchedule") {
       attachPreview(node, {
-        name: "aid_schedule_curve", height: 170, watched: SCHEDULE_WIDGETS, route: "schedule", draw: drawSchedule,
+        name: "aid_schedule_curve", height: 170, route: "schedule", draw: drawSchedule,
         body: (n) => Object.fromEntries(SCHEDULE_WIDGETS.map((k) => [k, value(n, k, k === "custom" ? "" : 0)])),
       });
     } else if (type === "AIDSpatialTemporalWeights") {
       attachPreview(node, {
-        name: "aid_weight_curves", height: 160, watched: WEIGHT_WIDGETS, route: "weights", draw: drawWeights,
+        name: "aid_weight_curves", height: 160, route: "weights", draw: drawWeights,
         body: (n) => ({ ...Object.fromEntries(WEIGHT_WIDGETS.map((k) => [k, value(n, k, k === "knots" || k === "mode"
           ? "" : 0)])), names: chainNames(n, "regions") }),
       });

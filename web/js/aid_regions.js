@@ -364,8 +364,7 @@ function attachAutoLayout(node) {
 export function copyToTyped(node) {
   const text = autoText(node);
   if (!text) {
-    if (node.aidEditor) { node.aidEditor.state.error = "run the graph first: Auto Layout has placed no box yet."; }
-    node.aidEditor?.editor && (node.aidEditor.editor.message.textContent = "run the graph first: Auto Layout has placed no box yet.");
+    if (node.aidEditor) node.aidEditor.editor.message.textContent = "run the graph first: Auto Layout has placed no box yet.";
     return null;
   }
   let target = null;
