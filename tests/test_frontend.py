@@ -329,6 +329,9 @@ def test_typed_layout_draw_adds_a_line_and_double_click_deletes_it(page, shots):
     screenshot(page, node, shots / "typed_layout.png")
     page.mouse.dblclick(*editor_point(page, node, 384, 128))
     assert prompt_inputs(page, node)["layout"] == "# two pets\ncat: 0.109375, 0.203125, 0.4375, 0.59375"
+    page.mouse.click(*editor_point(page, node, 120, 250))  # select the cat, then Delete: the line goes, the node stays
+    page.keyboard.press("Delete")
+    assert prompt_inputs(page, node)["layout"] == "# two pets"
 
 
 def test_auto_layout_shows_its_run_and_copies_it_into_a_typed_layout(page, shots, sd15_tiny):
