@@ -15,22 +15,52 @@ MODES = ("constant", "linear ramp", "knots", OFFICIAL_START)
 PLOT_POINTS = 21
 
 
-def weights_plot(weights: RegionWeights, names=()) -> object:
-    """The curves (or optimised values) over the schedule percent."""
-    series = []
+def weights_series(weights: RegionWeights, names=()) -> list[tuple[str, list, list]]:
+    """(label, schedule percents, weights) of every curve (or optimised column), as the preview plots them."""
     if weights.table is not None:
         xs = list(weights.table_percents)
-        series = [(name, xs, weights.table[:, i].tolist()) for i, name in enumerate(weights.table_names)]
-    else:
-        xs = [s / (PLOT_POINTS - 1) for s in range(PLOT_POINTS)]
-        share = max(len(names), 1) if weights.shared else 1
-        label = f"each of {len(names)}" if weights.shared and names else "each (N = 1)" if weights.shared \
-            else "default"
-        series.append((label, xs, (weights.default.values(xs) / share).tolist()))
-        series += [(name, xs, (curve.values(xs) / share).tolist()) for name, curve in weights.named]
+        return [(name, xs, weights.table[:, i].tolist()) for i, name in enumerate(weights.table_names)]
+    xs = [s / (PLOT_POINTS - 1) for s in range(PLOT_POINTS)]
+    share = max(len(names), 1) if weights.shared else 1
+    label = f"each of {len(names)}" if weights.shared and names else "each (N = 1)" if weights.shared \
+        else "default"
+    series = [(label, xs, (weights.default.values(xs) / share).tolist())]
+    series += [(name, xs, (curve.values(xs) / share).tolist()) for name, curve in weights.named]
+    return series
+
+
+def weights_plot(weights: RegionWeights, names=()) -> object:
+    """The curves (or optimised values) over the schedule percent."""
+    series = weights_series(weights, names)
     top = max([1.0] + [max(values) for _, _, values in series if values])
     return line_plot(series, title="region weight over the schedule", x_label="schedule percent", y_label="w",
                      size=(384, 240), y_range=(0.0, top))
+
+
+def weights_from_widgets(mode, weight, start_weight, end_weight, knots, names=()) -> RegionWeights:
+    """The node's weights from its widget values (also the editor's live curves); AIDInputError if they make none."""
+    check_choice(WEIGHTS_NODE, "mode", mode, MODES)
+    for name, value in (("weight", weight), ("start_weight", start_weight), ("end_weight", end_weight)):
+        if not 0.0 <= value <= MAX_WEIGHT:
+            raise AIDInputError(WEIGHTS_NODE, name, f"{value} is outside 0..{MAX_WEIGHT:g}.",
+                                f"use a weight from 0 to {MAX_WEIGHT:g} (the convex mix takes 0..1).")
+    if mode == OFFICIAL_START:
+        weights = RegionWeights.official_start()
+    elif mode == "constant":
+        weights = RegionWeights(WeightCurve.constant(weight))
+    elif mode == "linear ramp":
+        weights = RegionWeights(WeightCurve.ramp(start_weight, end_weight))
+    else:
+        try:
+            default, named = parse_knots(knots)
+        except WeightsError as error:
+            raise AIDInputError(WEIGHTS_NODE, "knots", str(error), error.fix) from None
+        weights = RegionWeights(default or WeightCurve.constant(weight), named)
+    unknown = [name for name, _ in weights.named if names and name not in names]
+    if unknown:
+        raise AIDInputError(WEIGHTS_NODE, "knots", f"no region is described as {', '.join(unknown)} (the regions "
+                            f"are {', '.join(names)}).", "name a curve after a region's description.")
+    return weights
 
 
 class SpatialTemporalWeights:
@@ -78,28 +108,8 @@ class SpatialTemporalWeights:
         }
 
     def build(self, mode, weight, start_weight, end_weight, knots, regions=None):
-        check_choice(WEIGHTS_NODE, "mode", mode, MODES)
-        for name, value in (("weight", weight), ("start_weight", start_weight), ("end_weight", end_weight)):
-            if not 0.0 <= value <= MAX_WEIGHT:
-                raise AIDInputError(WEIGHTS_NODE, name, f"{value} is outside 0..{MAX_WEIGHT:g}.",
-                                    f"use a weight from 0 to {MAX_WEIGHT:g} (the convex mix takes 0..1).")
-        if mode == OFFICIAL_START:
-            weights = RegionWeights.official_start()
-        elif mode == "constant":
-            weights = RegionWeights(WeightCurve.constant(weight))
-        elif mode == "linear ramp":
-            weights = RegionWeights(WeightCurve.ramp(start_weight, end_weight))
-        else:
-            try:
-                default, named = parse_knots(knots)
-            except WeightsError as error:
-                raise AIDInputError(WEIGHTS_NODE, "knots", str(error), error.fix) from None
-            weights = RegionWeights(default or WeightCurve.constant(weight), named)
         names = regions.names if regions is not None else ()
-        unknown = [name for name, _ in weights.named if names and name not in names]
-        if unknown:
-            raise AIDInputError(WEIGHTS_NODE, "knots", f"no region is described as {', '.join(unknown)} (the regions "
-                                f"are {', '.join(names)}).", "name a curve after a region's description.")
+        weights = weights_from_widgets(mode, weight, start_weight, end_weight, knots, names)
         ui = {"images": save_preview([weights_plot(weights, names)], "aid_region_weights"),
               "text": [weights.describe(names)]}
         return {"ui": ui, "result": (weights,)}

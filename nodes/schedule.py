@@ -10,6 +10,28 @@ NODE_NAME = "AID Schedule"
 MAX_FRAMES = 1024  # the frames widget's max; a custom list may not go past it either
 
 
+def schedule_from_widgets(frames, curve, alpha, beta, custom=""):
+    """The node's schedule from its widget values (also the editor's live curve); AIDInputError if they do not make one."""
+    if curve not in CURVES:
+        raise AIDInputError(NODE_NAME, "curve", f"unknown curve '{curve}'.", f"choose one of {', '.join(CURVES)}.")
+    if curve != "custom" and frames < 3:
+        raise AIDInputError(NODE_NAME, "frames", f"{frames} is too few frames.",
+                            "use at least 3 (two endpoints and one frame between them).")
+    try:
+        schedule = make_schedule(frames, curve, alpha, beta, custom)
+    except ValueError as error:
+        input_name = "custom" if curve == "custom" else ("alpha" if curve == "beta" else "frames")
+        fix = ("write numbers from 0 to 1 in increasing order, e.g. '0, 0.3, 0.7, 1'." if curve == "custom"
+               else "use gentler alpha and beta (closer to 1) or fewer frames.")
+        raise AIDInputError(NODE_NAME, input_name, str(error), fix) from None
+    if schedule.frames > MAX_FRAMES:
+        raise AIDInputError(NODE_NAME, "custom", f"the list has {schedule.frames} coefficients, so "
+                            f"{schedule.frames} frames, more than the {MAX_FRAMES} a sequence may have.",
+                            f"use at most {MAX_FRAMES} values (long sequences: several schedules, or fewer "
+                            "frames and video interpolation).")
+    return schedule
+
+
 class AIDSchedule:
     """Make the coefficients t_0 = 0 < ... < t_{F-1} = 1 that every AID node reads."""
 
@@ -44,23 +66,7 @@ class AIDSchedule:
         }
 
     def build(self, frames, curve, alpha, beta, custom=""):
-        if curve not in CURVES:
-            raise AIDInputError(NODE_NAME, "curve", f"unknown curve '{curve}'.", f"choose one of {', '.join(CURVES)}.")
-        if curve != "custom" and frames < 3:
-            raise AIDInputError(NODE_NAME, "frames", f"{frames} is too few frames.",
-                                "use at least 3 (two endpoints and one frame between them).")
-        try:
-            schedule = make_schedule(frames, curve, alpha, beta, custom)
-        except ValueError as error:
-            input_name = "custom" if curve == "custom" else ("alpha" if curve == "beta" else "frames")
-            fix = ("write numbers from 0 to 1 in increasing order, e.g. '0, 0.3, 0.7, 1'." if curve == "custom"
-                   else "use gentler alpha and beta (closer to 1) or fewer frames.")
-            raise AIDInputError(NODE_NAME, input_name, str(error), fix) from None
-        if schedule.frames > MAX_FRAMES:
-            raise AIDInputError(NODE_NAME, "custom", f"the list has {schedule.frames} coefficients, so "
-                                f"{schedule.frames} frames, more than the {MAX_FRAMES} a sequence may have.",
-                                f"use at most {MAX_FRAMES} values (long sequences: several schedules, or fewer "
-                                "frames and video interpolation).")
+        schedule = schedule_from_widgets(frames, curve, alpha, beta, custom)
         plot = line_plot([("t_f", list(range(schedule.frames)), list(schedule.coefficients))],
                          title=f"AID schedule: {schedule.describe()}", x_label="frame f",
                          y_label="t_f", size=(384, 240), y_range=(0.0, 1.0))

@@ -13,8 +13,9 @@ from aid_harness import host
 
 REPO = host.REPO
 # Imported by the pack but provided by the ComfyUI host itself: its own modules and torch.
+# aiohttp: the web framework of ComfyUI's own server (its requirements.txt), for the editor's preview routes.
 HOST_MODULES = {"torch", "torchvision", "comfy", "comfy_api", "comfy_execution", "folder_paths", "latent_preview",
-                "node_helpers", "nodes", "server", "execution"}
+                "node_helpers", "nodes", "server", "execution", "aiohttp"}
 # Optional: imported only inside a try, documented in the README, never installed by the pack.
 OPTIONAL_MODULES = {"lpips"}
 # Import name -> distribution name where they differ.
@@ -112,7 +113,8 @@ def test_pyproject_as_comfyui_reads_it(comfy):
 def test_registry_zip_holds_the_pack_and_no_tests():
     files = registry_zip_files()
     assert not [f for f in files if f.split("/")[0] in ("tests", "benchmarks", ".ci")]
-    for needed in ("__init__.py", "nodes/__init__.py", "pyproject.toml", "requirements.txt", "LICENSE", "README.md"):
+    for needed in ("__init__.py", "nodes/__init__.py", "pyproject.toml", "requirements.txt", "LICENSE", "README.md",
+                   "web/js/aid_regions.js", "web/docs/AIDSchedule.md"):
         assert needed in files
     templates = [f for f in files if f.startswith("example_workflows/")]
     assert any(f.endswith(".json") for f in templates) and any(f.endswith(".jpg") for f in templates)

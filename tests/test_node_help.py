@@ -52,4 +52,7 @@ def test_a_running_comfyui_serves_each_help_page_where_the_editor_asks_for_it(co
             url = f"{server.url}/extensions/{host.PACK_FOLDER_NAME}/docs/{page.name}"
             with urllib.request.urlopen(url, timeout=30) as response:
                 assert response.read() == page.read_bytes(), page.name
-        assert not [name for name in server.get("/extensions") if host.PACK_FOLDER_NAME in name]  # no scripts
+        scripts = sorted(name for name in server.get("/extensions") if host.PACK_FOLDER_NAME in name)
+        # The editor widgets are the pack's only scripts; the help pages are no extension to load.
+        assert scripts == sorted(f"/extensions/{host.PACK_FOLDER_NAME}/js/{path.name}"
+                                 for path in (REPO / "web" / "js").glob("*.js"))

@@ -20,8 +20,9 @@ from aid_harness import host  # noqa: E402
 # ComfyUI's server imports requests (app/frontend_management.py) but its requirements.txt omits it.
 HOST_EXTRAS = ["requests"]
 # pathspec: the Comfy Registry's own matcher, for the registry-zip test (tests/test_distribution.py);
-# hypothesis: the property tests (tests/test_properties.py and others).
-TEST_REQUIREMENTS = ["pytest", "pathspec", "hypothesis"]
+# hypothesis: the property tests (tests/test_properties.py and others); playwright: the browser tests
+# (tests/test_frontend.py) drive the system's chromium with it (never `playwright install`: no browser download).
+TEST_REQUIREMENTS = ["pytest", "pathspec", "hypothesis", "playwright"]
 
 
 def requirement_lines(purpose: str) -> list[str]:
