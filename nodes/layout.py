@@ -6,6 +6,7 @@ from ..samplers.regions.prompt_layout import LayoutTextError, format_layout, par
 from ..samplers.regions.layout import DEFAULT_CANVAS, Region, RegionLayout
 from ..scoring.region_objective import local_text
 from ..samplers.regions.layout import SHAPES
+from .text_encode import MAX_PROMPT_CHARACTERS
 from .regions import CATEGORY, MAX_SIZE, region_ui, regions_input, shape_input
 from .validation import check_choice
 
@@ -31,6 +32,15 @@ def _start(node: str, regions, canvas) -> RegionLayout:
         raise AIDInputError(node, "regions", "this is not a region list.",
                             "connect the regions output of another Spatial-Temporal node.")
     return regions
+
+
+def _check_length(node: str, input_name: str, text: str) -> None:
+    """Refuse a text longer than any text encoder reads before it is parsed and encoded (the server fuzz
+    test's 1 MB prompt kept Auto Layout encoding some 250,000 tokens, at up to 14 GB)."""
+    if len(text) > MAX_PROMPT_CHARACTERS:
+        raise AIDInputError(node, input_name, f"it is {len(text):,} characters long, over the "
+                            f"{MAX_PROMPT_CHARACTERS:,} this node reads.", "shorten it (the text encoders read a few "
+                            "hundred tokens at most).")
 
 
 def layout_from_boxes(clip, placed, layout: RegionLayout, shape: str = "box", texts=None) -> RegionLayout:
@@ -82,6 +92,7 @@ class SpatialTemporalTypedLayout:
               shape="box"):
         _check_clip(TYPED_NODE, clip)
         check_choice(TYPED_NODE, "shape", shape, SHAPES)
+        _check_length(TYPED_NODE, "layout", layout)
         try:
             placed = parse_layout_text(layout)
         except LayoutTextError as error:
@@ -132,6 +143,7 @@ class SpatialTemporalAutoLayout:
         check_choice(AUTO_NODE, "shape", shape, SHAPES)
         if not prompt or not prompt.strip():
             raise AIDInputError(AUTO_NODE, "prompt", "the prompt is empty.", "write the prompt to lay out.")
+        _check_length(AUTO_NODE, "prompt", prompt)
         parsed = parse_prompt(prompt)
         result = layout_from_boxes(clip, parsed.placed(), _start(AUTO_NODE, regions, (canvas_width, canvas_height)),
                                    shape, parsed.local_prompts())

@@ -137,3 +137,25 @@ def test_auto_layout_encodes_local_prompts_with_their_article_and_draws_discs_on
     assert {r.shape for r in regions.regions} == {"disc"}
     typed = SpatialTemporalTypedLayout().build(clip, "cat: 0.1, 0.1, 0.3, 0.3", shape="disc")["result"][0]
     assert typed.regions[0].shape == "disc" and typed.regions[0].centre == pytest.approx((0.25, 0.25))
+
+
+@pytest.mark.parametrize("node", ["auto", "typed"])
+def test_megabyte_layout_texts_are_refused_before_encoding(node):
+    """The server fuzz test's 1 MB Auto Layout prompt kept the host encoding ~250,000 tokens (up to 14 GB)."""
+    from aid_pack.errors import AIDInputError
+    from aid_pack.nodes.layout import SpatialTemporalAutoLayout, SpatialTemporalTypedLayout
+
+    class UnusedClip:
+        def tokenize(self, *args, **kwargs):
+            raise AssertionError("the text should have been refused before encoding")
+
+        encode_from_tokens = encode_from_tokens_scheduled = tokenize
+
+    text = "a red apple to the left of a blue vase, " * 30_000
+    if node == "auto":
+        with pytest.raises(AIDInputError, match=r"^Spatial-Temporal Auto Layout: input 'prompt': it is 1,2\d\d,\d\d\d "
+                                                r"characters long"):
+            SpatialTemporalAutoLayout().build(UnusedClip(), text)
+    else:
+        with pytest.raises(AIDInputError, match=r"^Spatial-Temporal Typed Layout: input 'layout': it is "):
+            SpatialTemporalTypedLayout().build(UnusedClip(), "cat: 0.1, 0.1, 0.3, 0.3\n" * 60_000)
